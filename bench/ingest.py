@@ -1,0 +1,163 @@
+"""Benchmark: events/s and batch latency through the real HTTP tracking API, identity resolution on.
+
+For each database (SQLite, and PostgreSQL when a server can be started or --postgres-url is given):
+starts `lianjie serve`, creates a merchant and a write key with the CLI, and posts the demo world's
+events (rewritten with fresh messageIds) as 100-message `/v1/batch` requests from several client
+threads over keep-alive connections. As the same-run baseline it inserts the same rows, already
+serialised, straight into a plain table of the same database with one executemany per batch.
+
+    python bench/ingest.py [--events 50000] [--clients 4] [--batch 100] [--postgres-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+
+from lianjie.db import create_db_engine  # noqa: E402
+from lianjie.demo.generate import generate_world  # noqa: E402
+from tests import postgres  # noqa: E402
+from tests.processes import Cli, server  # noqa: E402
+
+
+def load_messages(count: int, work: Path) -> list[dict[str, Any]]:
+    """Real-looking traffic: the small demo world's events, in file order, with new messageIds."""
+    world = work / "world"
+    generate_world(world, scale="small", seed=42)
+    run = uuid.uuid4().hex[:8]
+    out: list[dict[str, Any]] = []
+    slug = json.loads((world / "world.json").read_text())["merchants"][0]["slug"]
+    files = sorted((world / "events" / slug).glob("*.ndjson"))
+    for n, line in enumerate(itertools.chain.from_iterable(f.open(encoding="utf-8") for f in files)):
+        if len(out) >= count:
+            break
+        message = json.loads(line)
+        message["messageId"] = f"{run}-{n}"
+        out.append(message)
+    return out
+
+
+def send_all(base: str, key: str, batches: list[bytes], clients: int) -> tuple[float, list[float]]:
+    host, port = base.removeprefix("http://").split(":")
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    queue = iter(batches)
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        while True:
+            with lock:
+                body = next(queue, None)
+            if body is None:
+                break
+            started = time.perf_counter()
+            conn.request("POST", "/v1/batch", body, {"Authorization": auth, "Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{response.status}: {payload[:300]!r}")
+            with lock:
+                latencies.append(time.perf_counter() - started)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies
+
+
+def raw_insert_rate(url: str, messages: list[dict[str, Any]], batch: int) -> float:
+    """Rows/s of inserting the same messages as plain rows, no validation, no identity."""
+    engine = create_db_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS bench_raw_events"))
+        conn.execute(text("CREATE TABLE bench_raw_events (message_id VARCHAR(100) PRIMARY KEY, type VARCHAR(16),"
+                          " user_id VARCHAR(200), anonymous_id VARCHAR(200), ts VARCHAR(40), payload TEXT)"))
+    rows = [{"m": m["messageId"], "t": m["type"], "u": m.get("userId"), "a": m.get("anonymousId"),
+             "ts": m.get("timestamp"), "p": json.dumps(m, ensure_ascii=False)} for m in messages]
+    insert = text("INSERT INTO bench_raw_events VALUES (:m, :t, :u, :a, :ts, :p)")
+    started = time.perf_counter()
+    for start in range(0, len(rows), batch):
+        with engine.begin() as conn:
+            conn.execute(insert, rows[start:start + batch])
+    seconds = time.perf_counter() - started
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE bench_raw_events"))
+    engine.dispose()
+    return len(rows) / seconds
+
+
+def run_one(label: str, database_url: str | None, messages: list[dict[str, Any]], args: argparse.Namespace,
+            work: Path) -> dict[str, Any]:
+    cwd = work / label
+    cwd.mkdir()
+    cli = Cli(cwd, database_url)
+    cli.run("db", "upgrade")
+    cli.json("tenant", "create", "--slug", "bench", "--name", "压测商户")
+    key = cli.json("apikey", "create", "-t", "bench", "--kind", "write", "--source", "web")["key"]
+    batches = [json.dumps({"batch": messages[i:i + args.batch]}, ensure_ascii=False).encode()
+               for i in range(0, len(messages), args.batch)]
+    with server(cli) as base:
+        seconds, latencies = send_all(base, key, batches, args.clients)
+    url = database_url or f"sqlite:///{cwd / 'var' / 'lianjie.db'}"
+    raw = raw_insert_rate(url, messages, args.batch)
+    rate = len(messages) / seconds
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {"database": label, "events": len(messages), "events_per_s": rate, "p50_ms": quantiles[49] * 1000,
+            "p99_ms": quantiles[98] * 1000, "raw_rows_per_s": raw, "ratio": rate / raw}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--postgres-url", help="an existing server; default: start a throwaway one")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp:
+        work = Path(tmp)
+        messages = load_messages(args.events, work)
+        results = [run_one("sqlite", None, messages, args, work)]
+        if not args.skip_postgres:
+            pg = None if args.postgres_url else postgres.start()
+            try:
+                base = args.postgres_url or (pg.url if pg else "")
+                admin = create_db_engine(base)
+                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("DROP DATABASE IF EXISTS lianjie_bench"))
+                    conn.execute(text("CREATE DATABASE lianjie_bench"))
+                admin.dispose()
+                results.append(run_one("postgresql", base.rsplit("/", 1)[0] + "/lianjie_bench", messages, args, work))
+            finally:
+                if pg:
+                    pg.stop()
+    print(f"{'database':<11} {'events':>7} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'raw rows/s':>11} {'ratio':>6}")
+    for r in results:
+        print(f"{r['database']:<11} {r['events']:>7} {r['events_per_s']:>9,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}"
+              f" {r['raw_rows_per_s']:>11,.0f} {r['ratio']:>6.2f}")
+    print(f"({args.batch}-message batches over HTTP, {args.clients} client threads, identity resolution on)")
+
+
+if __name__ == "__main__":
+    main()

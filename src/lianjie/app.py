@@ -1,0 +1,48 @@
+"""The FastAPI application factory: routers, error handlers, health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from lianjie import __version__
+from lianjie.config import Settings, get_settings
+from lianjie.db import engine_from_settings, make_session_factory
+from lianjie.http import DbSession, install_error_handlers
+from lianjie.identity.api import router as identity_router
+from lianjie.ingest.api import router as ingest_router
+from lianjie.tenants.api import router as tenants_router
+
+DESCRIPTION = """
+lianjie (连接) connects a retailer's customers across online store, mini-program, stores and tills,
+WeCom shopping guides and WeChat Pay into one customer, and runs the relationship.
+
+Management endpoints under `/api/v1` take an **admin key**: `Authorization: Bearer lja_…`.
+Errors are `{"error": {"code", "message", "field"}}` with a 4xx status.
+"""
+
+
+def create_app(settings: Settings | None = None,
+               session_factory: sessionmaker[Session] | None = None) -> FastAPI:
+    """Build the app; tests pass their own session factory bound to a rolled-back transaction."""
+    settings = settings or get_settings()
+    if session_factory is None:
+        session_factory = make_session_factory(engine_from_settings(settings))
+    app = FastAPI(title="lianjie", version=__version__, description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.session_factory = session_factory
+    install_error_handlers(app)
+    app.include_router(tenants_router)
+    app.include_router(identity_router)
+    app.include_router(ingest_router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
+    def healthz(session: DbSession) -> dict[str, Any]:
+        session.execute(text("SELECT 1"))
+        bind = session.get_bind()
+        return {"status": "ok", "version": __version__, "database": bind.dialect.name}
+
+    return app

@@ -1,0 +1,368 @@
+"""The ``lianjie`` command line: every command opens its own unit of work and commits once.
+
+Commands that create something accept ``--json`` and then print the created object as one JSON
+object on stdout (keys included, once), so shell scripts and CI jobs can drive lianjie.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lianjie import migrate
+from lianjie.app import create_app
+from lianjie.config import get_settings
+from lianjie.db import engine_from_settings, make_session_factory, transaction
+from lianjie.demo import generate as demo_generate
+from lianjie.demo import load as demo_load
+from lianjie.errors import LianjieError
+from lianjie.tenants import keys, service
+from lianjie.tenants.models import ApiKeyKind, Merchant, StaffRole, StoreType
+from lianjie.tenants.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    MerchantCreate,
+    MerchantOut,
+    StaffCreate,
+    StoreCreate,
+    StoreOut,
+)
+
+app = typer.Typer(help="lianjie (连接): private-domain retail operations.", no_args_is_help=True)
+db_app = typer.Typer(help="The operational database.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Merchants (tenants).", no_args_is_help=True)
+store_app = typer.Typer(help="A merchant's stores.", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff and shopping guides (导购).", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys: write keys for event sources, admin keys with scopes.", no_args_is_help=True)
+demo_app = typer.Typer(help="The generated demo retail world.", no_args_is_help=True)
+for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
+                  (apikey_app, "apikey"), (demo_app, "demo")):
+    app.add_typer(sub, name=name)
+
+console = Console()
+err = Console(stderr=True)
+M = TypeVar("M", bound=BaseModel)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Merchant slug or id.")]
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """A session committed at the end of the command; domain errors become a clean exit."""
+    engine = engine_from_settings(get_settings())
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            yield session
+    except LianjieError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        err.print(f"[red]error[/red] {exc.code}{where}: {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+
+
+def build(model: type[M], **values: Any) -> M:
+    """Validate CLI input with the same schema the HTTP API uses."""
+    try:
+        return model.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        for problem in exc.errors():
+            field = ".".join(str(p) for p in problem["loc"]) or "input"
+            err.print(f"[red]invalid[/red] --{field.replace('_', '-')}: {problem['msg']}")
+        raise typer.Exit(2) from exc
+
+
+def emit(as_json: bool, payload: dict[str, Any], human: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+    else:
+        human()
+
+
+# ---- db / serve ------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations (creates the embedded SQLite database under ./var/ if needed)."""
+    engine = engine_from_settings(get_settings())
+    migrate.upgrade_engine(engine, revision)
+    at = ", ".join(sorted(migrate.current_revisions(engine)))
+    console.print(f"database at {at} ({engine.url.render_as_string()})")
+    engine.dispose()
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the database's migration revision next to the one this lianjie expects."""
+    engine = engine_from_settings(get_settings())
+    current, head = migrate.current_revisions(engine), migrate.head_revisions()
+    console.print(f"database: {sorted(current) or 'empty'}; expected: {sorted(head)}")
+    engine.dispose()
+    if current != head:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HOST or 127.0.0.1.")] = None,
+          port: Annotated[int | None, typer.Option(help="Default from LIANJIE_PORT or 8000.")] = None) -> None:
+    """Serve the HTTP API (OpenAPI at /docs)."""
+    settings = get_settings()
+    engine = engine_from_settings(settings)
+    if migrate.current_revisions(engine) != migrate.head_revisions():
+        err.print("[red]the database is not at the latest migration[/red]: run `lianjie db upgrade` first")
+        raise typer.Exit(1)
+    engine.dispose()
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+# ---- tenants ---------------------------------------------------------------------------------------
+
+
+@tenant_app.command("create")
+def tenant_create(slug: Annotated[str, typer.Option(help="Short ascii name, e.g. 'huamei'.")],
+                  name: Annotated[str, typer.Option(help="Display name, e.g. '华美生活'.")],
+                  currency: str = "CNY", timezone: str = "Asia/Shanghai", as_json: JsonFlag = False) -> None:
+    """Create a merchant (idempotent on the slug)."""
+    data = build(MerchantCreate, slug=slug, name=name, currency=currency, timezone=timezone)
+    with unit_of_work() as session:
+        merchant, created = service.create_merchant(session, data)
+        out = MerchantOut.model_validate(merchant)
+    emit(as_json, out.model_dump(mode="json") | {"created": created},
+         lambda: console.print(f"merchant {out.slug} (id {out.id}) {'created' if created else 'already there'}"))
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: JsonFlag = False) -> None:
+    """List merchants."""
+    with unit_of_work() as session:
+        rows = [MerchantOut.model_validate(m) for m in service.list_merchants(session)]
+    table = Table("id", "slug", "name", "currency", "timezone")
+    for m in rows:
+        table.add_row(str(m.id), m.slug, m.name, m.currency, m.timezone)
+    emit(as_json, {"merchants": [m.model_dump(mode="json") for m in rows]}, lambda: console.print(table))
+
+
+@store_app.command("add")
+def store_add(tenant: TenantOpt, code: Annotated[str, typer.Option(help="Store code, e.g. SH001.")],
+              name: Annotated[str, typer.Option()], city: Annotated[str, typer.Option()],
+              province: Annotated[str, typer.Option()],
+              type: Annotated[StoreType, typer.Option(help="flagship, mall, community or online.")],
+              opened_on: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+              as_json: JsonFlag = False) -> None:
+    """Add a store to a merchant (idempotent on the store code)."""
+    data = build(StoreCreate, code=code, name=name, city=city, province=province, type=type, opened_on=opened_on)
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        store, created = service.add_store(session, merchant.id, data)
+        out = StoreOut.model_validate(store)
+    emit(as_json, out.model_dump(mode="json") | {"tenant": merchant.slug, "created": created},
+         lambda: console.print(f"store {out.code} {'added' if created else 'already there'}"))
+
+
+@store_app.command("list")
+def store_list(tenant: TenantOpt, as_json: JsonFlag = False) -> None:
+    """List a merchant's stores."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        rows, _ = service.list_stores(session, merchant.id, limit=10_000)
+        stores = [StoreOut.model_validate(s) for s in rows]
+    table = Table("code", "name", "city", "province", "type", "status")
+    for s in stores:
+        table.add_row(s.code, s.name, s.city, s.province, s.type, s.status)
+    emit(as_json, {"stores": [s.model_dump(mode="json") for s in stores]}, lambda: console.print(table))
+
+
+@staff_app.command("add")
+def staff_add(tenant: TenantOpt, staff_no: Annotated[str, typer.Option(help="Employee number.")],
+              name: Annotated[str, typer.Option()],
+              role: Annotated[StaffRole, typer.Option(help="owner, admin, store_manager or guide.")],
+              store: Annotated[str | None, typer.Option(help="Store code (managers and guides).")] = None,
+              wecom_userid: str | None = None, phone: str | None = None, as_json: JsonFlag = False) -> None:
+    """Add a staff member or shopping guide (idempotent on the staff number)."""
+    data = build(StaffCreate, staff_no=staff_no, name=name, role=role, store_code=store,
+                 wecom_userid=wecom_userid, phone=phone)
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        staff, created = service.add_staff(session, merchant.id, data)
+        out = service.staff_out(session, staff, reveal_phone=True)
+    emit(as_json, out.model_dump(mode="json") | {"tenant": merchant.slug, "created": created},
+         lambda: console.print(f"staff {out.staff_no} ({out.role}) {'added' if created else 'already there'}"))
+
+
+@staff_app.command("list")
+def staff_list(tenant: TenantOpt, store: str | None = None, as_json: JsonFlag = False) -> None:
+    """List a merchant's staff, optionally of one store."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        rows, _ = service.list_staff(session, merchant.id, store_code=store, limit=100_000)
+        people = [service.staff_out(session, s, reveal_phone=False) for s in rows]
+    table = Table("staff_no", "name", "role", "store", "status")
+    for p in people:
+        table.add_row(p.staff_no, p.name, p.role, p.store_code or "", p.status)
+    emit(as_json, {"staff": [p.model_dump(mode="json") for p in people]}, lambda: console.print(table))
+
+
+# ---- API keys --------------------------------------------------------------------------------------
+
+
+@apikey_app.command("create")
+def apikey_create(tenant: TenantOpt, kind: Annotated[ApiKeyKind, typer.Option(help="write or admin.")],
+                  scope: Annotated[list[str] | None, typer.Option(help="Admin scope; repeat or use commas.")] = None,
+                  source: Annotated[str | None, typer.Option(help="Write keys: pos, miniprogram, web …")] = None,
+                  name: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
+                  as_json: JsonFlag = False) -> None:
+    """Create an API key; the key is printed once and cannot be shown again."""
+    scopes = [s.strip() for item in scope or [] for s in item.split(",") if s.strip()]
+    data = build(ApiKeyCreate, kind=kind, scopes=scopes, source=source,
+                 name=name or (f"{source} events" if kind == ApiKeyKind.WRITE else "admin"))
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        key, secret = keys.create_api_key(session, merchant.id, data)
+        out = ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(key).model_dump(), "key": secret})
+
+    def human() -> None:
+        console.print(f"{out.kind} key {out.id} for {merchant.slug}; shown once, store it now:")
+        sys.stdout.write(secret + "\n")
+
+    emit(as_json, out.model_dump(mode="json") | {"tenant": merchant.slug}, human)
+
+
+@apikey_app.command("list")
+def apikey_list(tenant: TenantOpt, include_revoked: bool = False, as_json: JsonFlag = False) -> None:
+    """List a merchant's API keys (never their secrets)."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        rows = [ApiKeyOut.model_validate(k)
+                for k in keys.list_api_keys(session, merchant.id, include_revoked=include_revoked)]
+    table = Table("id", "kind", "name", "prefix", "source/scopes", "revoked")
+    for k in rows:
+        table.add_row(str(k.id), k.kind, k.name, k.prefix + "…", k.source or ",".join(k.scopes),
+                      str(k.revoked_at or ""))
+    emit(as_json, {"api_keys": [k.model_dump(mode="json") for k in rows]}, lambda: console.print(table))
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(tenant: TenantOpt, key_id: Annotated[int, typer.Argument()], as_json: JsonFlag = False) -> None:
+    """Revoke a key at once (safe to repeat)."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        out = ApiKeyOut.model_validate(keys.revoke_api_key(session, merchant.id, key_id))
+    emit(as_json, out.model_dump(mode="json"), lambda: console.print(f"key {out.id} revoked at {out.revoked_at}"))
+
+
+# ---- demo ------------------------------------------------------------------------------------------
+
+ScaleOpt = Annotated[str, typer.Option(help="tiny, small (~5k customers), medium (100k) or large (1M).")]
+
+
+def _default_demo_dir(scale: str, seed: int) -> Path:
+    return get_settings().resolved_var_dir / "demo" / f"{scale}-seed{seed}"
+
+
+@demo_app.command("generate")
+def demo_generate_cmd(scale: ScaleOpt = "small", seed: int = 42,
+                      out: Annotated[Path | None, typer.Option(help="Default: ./var/demo/SCALE-seedSEED")] = None,
+                      end_date: Annotated[str, typer.Option(help="Last day of the 12 months.")] = "2026-10-31",
+                      workers: Annotated[int | None, typer.Option(help="Processes; default: all cores.")] = None,
+                      as_json: JsonFlag = False) -> None:
+    """Generate a deterministic demo retail world as files (world.json, catalogue, orders CSV, events NDJSON)."""
+    if scale not in demo_generate.SCALES:
+        err.print(f"[red]invalid[/red] --scale: choose one of {', '.join(demo_generate.SCALES)}")
+        raise typer.Exit(2)
+    target = out or _default_demo_dir(scale, seed)
+    report = demo_generate.generate_world(target, scale=scale, seed=seed, end_date=dt.date.fromisoformat(end_date),
+                                          workers=workers, show_progress=not as_json)
+    summary = {"out_dir": str(report.out_dir), "scale": report.scale, "seed": report.seed,
+               "merchants": report.merchants, "stores": report.stores, "staff": report.staff,
+               "products": report.products, "customers": report.customers, "orders": report.orders,
+               "order_lines": report.order_lines, "refunds": report.refunds, "events": report.events,
+               "seconds": round(report.seconds, 2), "rows_per_second": round(report.rows_per_second)}
+    emit(as_json, summary, lambda: console.print(
+        f"generated {report.customers:,} customers, {report.orders:,} orders ({report.order_lines:,} lines), "
+        f"{report.events:,} events in {report.seconds:.1f} s: {report.rows_per_second:,.0f} rows/s -> {target}"))
+
+
+@demo_app.command("load")
+def demo_load_cmd(scale: ScaleOpt = "small", seed: int = 42,
+                  path: Annotated[Path | None, typer.Option("--dir", help="A generated world directory.")] = None,
+                  if_empty: Annotated[bool, typer.Option(help="Do nothing if any merchant exists.")] = False,
+                  as_json: JsonFlag = False) -> None:
+    """Load the demo world (generating it first if needed) through lianjie's public service paths."""
+    settings = get_settings()
+    world_dir = path or _default_demo_dir(scale, seed)
+    with unit_of_work() as session:
+        if if_empty and (session.scalar(select(func.count()).select_from(Merchant)) or 0) > 0:
+            emit(as_json, {"loaded": False, "reason": "database not empty"},
+                 lambda: console.print("database already has merchants; demo not loaded"))
+            return
+    if not (world_dir / "world.json").exists():
+        demo_generate.generate_world(world_dir, scale=scale, seed=seed, show_progress=not as_json)
+    world = demo_load.read_world(world_dir)
+    with unit_of_work() as session, Progress(console=err, disable=as_json) as progress:
+        task = progress.add_task("loading merchants", total=len(world["merchants"]))
+        loads = []
+        for spec in world["merchants"]:
+            loads.append(demo_load.load_merchant(session, spec))
+            progress.advance(task)
+    keys_path = settings.resolved_var_dir / "demo-keys.json"
+    demo_load.save_keys(keys_path, loads)
+    events = _load_demo_events(world_dir, world, loads, quiet=as_json)
+    payload = {"loaded": True, "world": str(world_dir), "keys_file": str(keys_path), "events": events,
+               "merchants": [{"slug": m.slug, "id": m.tenant_id, "created": m.created, "stores": m.stores,
+                              "staff": m.staff, "keys": m.keys} for m in loads]}
+
+    def human() -> None:
+        for m in loads:
+            console.print(f"{m.slug}: {m.stores} stores, {m.staff} staff{' (new)' if m.created else ''}")
+        console.print(f"events: {events['accepted']:,.0f} stored, {events['duplicates']:,.0f} already there, "
+                      f"{events['merges']:,.0f} merges, {events['rate']:,.0f} events/s")
+        console.print(f"API keys for the demo merchants are in {keys_path}")
+
+    emit(as_json, payload, human)
+
+
+def _load_demo_events(world_dir: Path, world: dict[str, Any], loads: list[demo_load.MerchantLoad],
+                      *, quiet: bool) -> dict[str, float]:
+    """Send every merchant's event files through ingestion, with a progress bar by bytes."""
+    files = [(m.tenant_id, source, path)
+             for m in loads for source, path in demo_load.event_files(world_dir, world, m.slug)]
+    totals: dict[str, float] = {"accepted": 0, "duplicates": 0, "merges": 0, "rejected": 0}
+    engine = engine_from_settings(get_settings())
+    factory = make_session_factory(engine)
+    started = time.perf_counter()
+    with Progress(console=err, disable=quiet) as progress:
+        task = progress.add_task("loading events", total=sum(path.stat().st_size for _, _, path in files))
+        for tenant_id, source, path in files:
+            result = demo_load.load_events(factory, tenant_id, source, path,
+                                           advance=lambda n: progress.advance(task, n))
+            totals["accepted"] += result.accepted
+            totals["duplicates"] += result.duplicates
+            totals["merges"] += result.merges
+            totals["rejected"] += len(result.rejected)
+    engine.dispose()
+    seconds = time.perf_counter() - started
+    totals["seconds"] = round(seconds, 2)
+    totals["rate"] = round((totals["accepted"] + totals["duplicates"]) / seconds) if seconds else 0.0
+    return totals
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,66 @@
+"""Settings: one pydantic-settings object, read from ``LIANJIE_*`` environment variables.
+
+Nothing reads configuration at import time: call :func:`get_settings` (cached) where it is needed,
+so tests and the CLI can point lianjie at another database by changing the environment first.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything lianjie can be told; the defaults run embedded under ``./var/``."""
+
+    model_config = SettingsConfigDict(env_prefix="LIANJIE_", env_file=None, extra="ignore")
+
+    var_dir: Path = Field(default=Path("var"), description="Where embedded databases and keys live.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the operational store; default: SQLite file under var_dir.",
+    )
+    pii_key: str | None = Field(
+        default=None,
+        description="Base64 of 32 random bytes that encrypt PII and key its lookup hashes; "
+        "default: generated once into var_dir/secret.key.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    sqlite_busy_timeout_ms: int = 30_000
+    log_sql: bool = False
+
+    @property
+    def resolved_var_dir(self) -> Path:
+        return self.var_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_var_dir / 'lianjie.db'}"
+
+    def pii_key_bytes(self) -> bytes:
+        """The 32-byte PII key; created under var_dir on first use when not configured."""
+        if self.pii_key:
+            key = base64.urlsafe_b64decode(self.pii_key)
+            if len(key) != 32:
+                raise ValueError("LIANJIE_PII_KEY must be base64 of exactly 32 bytes")
+            return key
+        path = self.resolved_var_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
+            path.chmod(0o600)
+        return base64.urlsafe_b64decode(path.read_text().strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Deterministic demo retail world: generator of merchants, customers, orders and events."""

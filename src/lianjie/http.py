@@ -1,0 +1,66 @@
+"""HTTP plumbing shared by every router: the request's database session and error rendering."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lianjie.db import transaction
+from lianjie.errors import Conflict, LianjieError
+
+log = logging.getLogger(__name__)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """The request's unit of work: committed when the handler returns, before the response is sent."""
+    with transaction(request.app.state.session_factory) as session:
+        yield session
+
+
+# Row ids in URLs: 64-bit, positive; anything else is a 422, never a database overflow.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+# scope="function": the commit above runs before the response leaves, so a 2xx means committed.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    return ".".join(parts)
+
+
+def _render(error: LianjieError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    return JSONResponse({"error": error.to_dict()}, status_code=error.status_code, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One place turns every failure into ``{"error": {"code", "message", "field"?}}``."""
+
+    @app.exception_handler(LianjieError)
+    async def _domain(_: Request, exc: LianjieError) -> JSONResponse:
+        return _render(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": _field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
+                    for e in exc.errors()]
+        first = problems[0] if problems else {"field": "", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        body = {"error": {"code": "invalid", "message": message, "field": first["field"],
+                          "details": {"errors": problems}}}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        # A race between two identical creates lands here; the client may simply retry.
+        log.info("integrity error: %s", exc.orig)
+        return _render(Conflict("the request conflicts with data stored meanwhile; retry it",
+                                    code="conflict_retry"))

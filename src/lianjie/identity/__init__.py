@@ -1,0 +1,1 @@
+"""OneID: identifiers, the identity graph, merge/unmerge, profiles, events, consent and PIPL requests."""

@@ -1,0 +1,143 @@
+"""Finding identifiers in a Segment message and normalising them before they are matched.
+
+A message names its person in several places the Segment spec allows and SDKs use: ``userId``,
+``anonymousId``, ``traits`` (identify) or ``context.traits`` (any call), ``context.device.id`` and
+``context.externalIds``. Phones become E.164 (+86 when no country is given), emails lower case, and a
+WeChat openid is scoped by the app it belongs to (an openid means nothing without its appid).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+
+from lianjie.crypto import PiiCipher
+from lianjie.identity.config import PII_TYPES, IdentityConfig
+
+# Trait names SDKs and integrations use for each identifier type.
+TRAIT_ALIASES: dict[str, str] = {
+    "phone": "phone", "mobile": "phone", "phone_number": "phone", "phoneNumber": "phone",
+    "email": "email",
+    "member_no": "member_no", "memberNo": "member_no", "member_id": "member_no",
+    "wechat_unionid": "wechat_unionid", "unionid": "wechat_unionid", "unionId": "wechat_unionid",
+    "wechat_openid": "wechat_openid", "openid": "wechat_openid", "openId": "wechat_openid",
+    "wecom_external_userid": "wecom_external_userid", "external_userid": "wecom_external_userid",
+    "device_id": "device_id",
+}
+APPID_KEYS = ("wechat_appid", "appid", "appId", "namespace")  # context.app.namespace: the app id
+_CN_MOBILE = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
+_SPACING = re.compile(r"[\s()-]")
+MAX_VALUE_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Ident:
+    """A normalised identifier; ``hash`` is the keyed lookup hash of ``type:value``."""
+
+    type: str
+    value: str
+    hash: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.type, self.hash)
+
+
+def normalise_phone(raw: str, default_region: str = "CN") -> str | None:
+    """E.164, or None for something that is not a phone number."""
+    compact = _SPACING.sub("", raw)
+    mobile = _CN_MOBILE.match(compact)
+    if mobile:  # the common case, without the cost of a full parse
+        return "+86" + mobile.group(1)
+    try:
+        parsed = phonenumbers.parse(compact, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise(type_: str, raw: Any, scope: str | None = None) -> str | None:
+    """The comparable form of an identifier value, or None if it cannot identify anyone."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        return None
+    text = str(raw).strip()
+    if not text or len(text) > MAX_VALUE_LENGTH:
+        return None
+    if type_ == "phone":
+        return normalise_phone(text)
+    if type_ == "email":
+        return text.lower() if "@" in text else None
+    if type_ == "wechat_openid" and scope:
+        return f"{scope}:{text}"
+    return text
+
+
+def _appid(*sources: Mapping[str, Any] | None) -> str | None:
+    for source in sources:
+        if not source:
+            continue
+        for key in APPID_KEYS:
+            value = source.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _trait_candidates(traits: Mapping[str, Any], appid: str | None) -> Iterator[tuple[str, Any, str | None]]:
+    for key, value in traits.items():
+        type_ = TRAIT_ALIASES.get(key)
+        if type_ is not None:
+            yield type_, value, appid if type_ == "wechat_openid" else None
+
+
+def raw_identifiers(message: Mapping[str, Any]) -> Iterator[tuple[str, Any, str | None]]:
+    """Every (type, raw value, scope) a message carries, in the places the Segment spec allows."""
+    if message.get("userId") is not None:
+        yield "user_id", message["userId"], None
+    if message.get("anonymousId") is not None:
+        yield "anonymous_id", message["anonymousId"], None
+    context = message.get("context")
+    context = context if isinstance(context, Mapping) else {}
+    traits = message.get("traits")
+    traits = traits if isinstance(traits, Mapping) else {}
+    context_traits = context.get("traits")
+    context_traits = context_traits if isinstance(context_traits, Mapping) else {}
+    app = context.get("app") if isinstance(context.get("app"), Mapping) else None
+    appid = _appid(traits, context_traits, app)
+    yield from _trait_candidates(traits, appid)
+    yield from _trait_candidates(context_traits, appid)
+    device = context.get("device")
+    if isinstance(device, Mapping) and device.get("id") is not None:
+        yield "device_id", device["id"], None
+    external = context.get("externalIds")
+    if isinstance(external, list):
+        for entry in external:
+            kind = entry.get("type") if isinstance(entry, Mapping) else None
+            if isinstance(kind, str):
+                type_ = TRAIT_ALIASES.get(kind, kind)
+                scope = (_appid(entry) or appid) if type_ == "wechat_openid" else None
+                yield type_, entry.get("id"), scope
+
+
+def extract(message: Mapping[str, Any], config: IdentityConfig, cipher: PiiCipher) -> list[Ident]:
+    """The usable identifiers of a message: known types, normalised, not blocked, each once."""
+    seen: dict[tuple[str, str], Ident] = {}
+    for type_, raw, scope in raw_identifiers(message):
+        if type_ not in config.types:
+            continue
+        value = normalise(type_, raw, scope)
+        if value is None or config.is_blocked(type_, value):
+            continue
+        if (type_, value) not in seen:
+            seen[(type_, value)] = Ident(type_, value, cipher.lookup_hash(type_, value))
+    return list(seen.values())
+
+
+def is_pii(type_: str) -> bool:
+    return type_ in PII_TYPES

@@ -1,0 +1,76 @@
+"""Keeping personal information out of plain columns: traits and event payloads are split in two.
+
+PIPL and DESIGN.md ask for PII encrypted at rest. An event is stored as the message minus its
+personal fields (name, phone, email, address, birthday, IP …) plus one AES-GCM blob holding exactly
+those fields by path, so export can put the message back together and erasure only drops the blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from lianjie.crypto import PiiCipher
+
+PII_TRAITS = frozenset({
+    "name", "first_name", "last_name", "firstName", "lastName", "username", "phone", "mobile", "phone_number",
+    "phoneNumber", "email", "address", "birthday", "id_card", "idCard", "avatar",
+})
+PII_PROPERTIES = frozenset({"phone", "mobile", "email", "address", "name"})
+_PLACES: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
+    (("traits",), PII_TRAITS),
+    (("context", "traits"), PII_TRAITS),
+    (("properties",), PII_PROPERTIES),
+    (("context",), frozenset({"ip"})),
+)
+
+
+def _child(message: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = message
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def split(message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(message without PII, {"traits.phone": "...", ...})``; the input is not modified."""
+    found: dict[str, Any] = {}
+    for path, keys in _PLACES:
+        node = _child(message, path)
+        if isinstance(node, Mapping) and any(k in node for k in keys):
+            found.update({".".join((*path, k)): node[k] for k in keys if k in node})
+    if not found:
+        return message, {}
+    clean: dict[str, Any] = orjson.loads(orjson.dumps(message))
+    for dotted in found:
+        *parents, leaf = dotted.split(".")
+        node = _child(clean, tuple(parents))
+        node.pop(leaf, None)
+    return clean, found
+
+
+def join(clean: dict[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
+    """Put the personal fields back (for a PIPL export)."""
+    whole: dict[str, Any] = orjson.loads(orjson.dumps(clean))
+    for dotted, value in found.items():
+        *parents, leaf = dotted.split(".")
+        node = whole
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return whole
+
+
+def seal(cipher: PiiCipher, found: Mapping[str, Any]) -> bytes | None:
+    return cipher.encrypt(orjson.dumps(found).decode()) if found else None
+
+
+def unseal(cipher: PiiCipher, blob: bytes | None) -> dict[str, Any]:
+    if not blob:
+        return {}
+    value: dict[str, Any] = orjson.loads(cipher.decrypt(blob))
+    return value

@@ -1,0 +1,285 @@
+"""Identity resolution for a batch of messages of one merchant, in arrival order.
+
+Per message (identifiers sorted by priority, strongest first):
+
+1. The strongest identifier already known decides the *base profile* the message is attributed to.
+   If none is known, a new profile is started.
+2. Every other known identifier that belongs to another customer (another root) asks for a merge.
+   The merge is made unless the merged customer would hold more identifiers of some type than that
+   type's limit (two unionids, four phones …); then the link is dropped and a conflict recorded.
+   The oldest customer survives.
+3. Every new identifier is attached to the base profile, again unless that breaks a limit.
+
+Example: a web visitor ``anon-1`` (profile 7) logs in as ``u-42`` (profile 3, older). The message
+``{anonymousId: anon-1, userId: u-42}`` is attributed to profile 3 (user_id outranks anonymous_id),
+and profile 7 merges into 3. Undoing that merge later gives profile 7 back its events.
+
+Everything is looked up once per batch and written with bulk statements at the end, which is what
+keeps ingestion fast; new profiles get temporary negative ids until they are inserted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from lianjie.crypto import PiiCipher
+from lianjie.db import allocate_ids, utcnow
+from lianjie.identity.config import IdentityConfig
+from lianjie.identity.identifiers import Ident, is_pii
+from lianjie.identity.models import ErasedIdentifier, Identifier, IdentityConflict, Merge, Profile
+
+PROFILES: Table = Profile.__table__  # type: ignore[assignment]
+IDENTIFIERS: Table = Identifier.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class Known:
+    """An identifier row as far as this batch knows it."""
+
+    id: int | None
+    profile_id: int
+
+
+@dataclass
+class PendingMerge:
+    survivor: int
+    merged: int
+    moved: list[int]
+    message_id: str | None
+    cause: Ident
+    via: Ident
+
+
+@dataclass
+class Resolution:
+    """What resolving one message decided."""
+
+    profile_id: int | None
+    merged: list[tuple[int, int]] = field(default_factory=list)
+    conflicts: int = 0
+
+
+class BatchResolver:
+    """Resolves the messages of one batch; :meth:`flush` writes what they created."""
+
+    def __init__(self, session: Session, tenant_id: int, config: IdentityConfig, cipher: PiiCipher) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+        self.config = config
+        self.cipher = cipher
+        self.known: dict[tuple[str, str], Known] = {}
+        self.root_of: dict[int, int] = {}
+        self.members: dict[int, set[int]] = {}
+        self.counts: defaultdict[int, Counter[str]] = defaultdict(Counter)
+        self.erased: set[tuple[str, str]] = set()
+        self.reappeared: set[int] = set()
+        self._next_temp = -1
+        self.new_profiles: dict[int, dt.datetime] = {}
+        self.new_identifiers: list[tuple[Ident, int, str | None]] = []
+        self.merges: list[PendingMerge] = []
+        self.conflicts: list[dict[str, Any]] = []
+
+    # ---- lookups ---------------------------------------------------------------------------------
+
+    def prefetch(self, idents: Iterable[Ident]) -> None:
+        """Load every identifier of the batch, its customer and that customer's identifier counts."""
+        wanted = {i.hash for i in idents if i.key not in self.known}
+        if not wanted:
+            return
+        hashes = list(wanted)
+        rows: list[Any] = []
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            rows += self.session.execute(
+                select(Identifier.id, Identifier.type, Identifier.value_hash, Identifier.profile_id,
+                       func.coalesce(Profile.merged_into_id, Profile.id))
+                .join(Profile, Profile.id == Identifier.profile_id)
+                .where(Identifier.tenant_id == self.tenant_id, Identifier.value_hash.in_(chunk))).all()
+            self.erased.update(self.session.execute(
+                select(ErasedIdentifier.type, ErasedIdentifier.value_hash)
+                .where(ErasedIdentifier.tenant_id == self.tenant_id, ErasedIdentifier.value_hash.in_(chunk)))
+                .all())
+        roots = set()
+        for ident_id, type_, value_hash, profile_id, root in rows:
+            self.known[(type_, value_hash)] = Known(ident_id, profile_id)
+            self.root_of[profile_id] = root
+            roots.add(root)
+        self._load_customers(roots - set(self.members))
+
+    def _load_customers(self, roots: set[int]) -> None:
+        if not roots:
+            return
+        root_expr = func.coalesce(Profile.merged_into_id, Profile.id)
+        for profile_id, root in self.session.execute(
+                select(Profile.id, root_expr).where(Profile.tenant_id == self.tenant_id, root_expr.in_(roots))):
+            self.members.setdefault(root, set()).add(profile_id)
+            self.root_of[profile_id] = root
+        for root, type_, count in self.session.execute(
+                select(root_expr, Identifier.type, func.count())
+                .join(Profile, Profile.id == Identifier.profile_id)
+                .where(Identifier.tenant_id == self.tenant_id, root_expr.in_(roots))
+                .group_by(root_expr, Identifier.type)):
+            self.counts.setdefault(root, Counter())[type_] = count
+
+    # ---- resolving -------------------------------------------------------------------------------
+
+    def resolve(self, idents: Sequence[Ident], message_id: str | None, seen_at: dt.datetime,
+                relax: frozenset[str] = frozenset()) -> Resolution:
+        """Attribute one message; ``relax`` names types whose limit an explicit ``alias`` may exceed."""
+        if not idents:
+            return Resolution(profile_id=None)
+        ordered = sorted(idents, key=lambda i: -self.config.rule(i.type).priority)
+        known = [(i, self.known[i.key]) for i in ordered if i.key in self.known]
+        result = Resolution(profile_id=None)
+        if known:
+            base = known[0][1].profile_id
+        else:
+            base = self._new_profile(seen_at, reappeared=any(i.key in self.erased for i in ordered))
+        target = self.root_of[base]
+        for ident, record in known[1:]:
+            other = self.root_of[record.profile_id]
+            if other == target:
+                continue
+            survivor = self._try_merge(target, other, ident, known[0][0], message_id, relax)
+            if survivor is None:
+                result.conflicts += 1
+            else:
+                result.merged.append((survivor, other if survivor == target else target))
+                target = survivor
+        for ident in ordered:
+            if ident.key in self.known:
+                continue
+            if ident.type not in relax and self.counts[target][ident.type] >= self.config.rule(ident.type).limit:
+                self._conflict(ident.type, [target], message_id,
+                               f"new {ident.type} not linked: the customer already has "
+                               f"{self.counts[target][ident.type]} (limit {self.config.rule(ident.type).limit})")
+                result.conflicts += 1
+                continue
+            self._attach(ident, base, message_id)
+        result.profile_id = base
+        return result
+
+    def _new_profile(self, seen_at: dt.datetime, *, reappeared: bool) -> int:
+        temp = self._next_temp
+        self._next_temp -= 1
+        self.new_profiles[temp] = seen_at
+        self.root_of[temp] = temp
+        self.members[temp] = {temp}
+        self.counts[temp] = Counter()
+        if reappeared:
+            self.reappeared.add(temp)
+        return temp
+
+    def _attach(self, ident: Ident, base: int, message_id: str | None) -> None:
+        self.known[ident.key] = Known(None, base)
+        self.counts[self.root_of[base]][ident.type] += 1
+        self.new_identifiers.append((ident, base, message_id))
+
+    def _try_merge(self, a: int, b: int, cause: Ident, via: Ident, message_id: str | None,
+                   relax: frozenset[str]) -> int | None:
+        """Merge customers ``a`` and ``b`` unless a limit forbids it; returns the survivor."""
+        combined = self.counts[a] + self.counts[b]
+        broken = [t for t, n in combined.items()
+                  if t in self.config.types and t not in relax and n > self.config.rule(t).limit]
+        if broken:
+            kind = max(broken, key=lambda t: self.config.rule(t).priority)
+            self._conflict(kind, [a, b], message_id,
+                           f"{cause.type} links two customers but together they would hold "
+                           f"{combined[kind]} {kind} (limit {self.config.rule(kind).limit}); not merged")
+            return None
+        survivor, merged = self._older(a, b), b if self._older(a, b) == a else a
+        moved = sorted(self.members[merged])
+        for profile_id in moved:
+            self.root_of[profile_id] = survivor
+        self.members[survivor] |= self.members.pop(merged)
+        self.counts[survivor] = combined
+        self.counts.pop(merged, None)
+        self.merges.append(PendingMerge(survivor, merged, moved, message_id, cause, via))
+        return survivor
+
+    @staticmethod
+    def _older(a: int, b: int) -> int:
+        """Stored profiles (positive ids, in creation order) are older than this batch's new ones."""
+        if (a > 0) != (b > 0):
+            return a if a > 0 else b
+        return min(a, b) if a > 0 else max(a, b)
+
+    def _conflict(self, type_: str, profiles: list[int], message_id: str | None, detail: str) -> None:
+        self.conflicts.append({"type": type_, "profiles": profiles, "message_id": message_id, "detail": detail})
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def flush(self) -> dict[int, int]:
+        """Insert new profiles, identifiers, merges and conflicts; returns temporary id -> real id."""
+        real = self._insert_profiles()
+
+        def fix(profile_id: int) -> int:
+            return real.get(profile_id, profile_id)
+
+        self._insert_identifiers(fix)
+        self._apply_merges(fix)
+        if self.conflicts:
+            self.session.execute(insert(IdentityConflict), [
+                {"tenant_id": self.tenant_id, "message_id": c["message_id"], "type": c["type"],
+                 "profile_ids": [fix(p) for p in c["profiles"]], "detail": c["detail"][:500]}
+                for c in self.conflicts])
+        self._rebase(real)
+        self.new_profiles, self.new_identifiers, self.merges, self.conflicts = {}, [], [], []
+        return real
+
+    def _insert_profiles(self) -> dict[int, int]:
+        if not self.new_profiles:
+            return {}
+        temps = list(self.new_profiles)
+        ids = allocate_ids(self.session, PROFILES, len(temps))
+        rows = [{"id": real_id, "tenant_id": self.tenant_id, "created_at": self.new_profiles[t],
+                 "traits": {"_reappeared_after_erasure": [True, self.new_profiles[t].isoformat()]}
+                 if t in self.reappeared else {}, "event_count": 0, "merged_into_id": None}
+                for t, real_id in zip(temps, ids, strict=True)]
+        self.session.execute(PROFILES.insert(), rows)
+        return dict(zip(temps, ids, strict=True))
+
+    def _insert_identifiers(self, fix: Any) -> None:
+        if not self.new_identifiers:
+            return
+        ids = allocate_ids(self.session, IDENTIFIERS, len(self.new_identifiers))
+        rows = []
+        now = utcnow()
+        for (ident, base, message_id), ident_id in zip(self.new_identifiers, ids, strict=True):
+            pii = is_pii(ident.type)
+            rows.append({"id": ident_id, "tenant_id": self.tenant_id, "type": ident.type, "value_hash": ident.hash,
+                         "value": None if pii else ident.value,
+                         "value_encrypted": self.cipher.encrypt(ident.value) if pii else None,
+                         "profile_id": fix(base), "first_message_id": message_id, "created_at": now})
+            self.known[ident.key].id = ident_id
+        self.session.execute(IDENTIFIERS.insert(), rows)
+
+    def _apply_merges(self, fix: Any) -> None:
+        for pending in self.merges:
+            survivor, merged = fix(pending.survivor), fix(pending.merged)
+            moved = [fix(p) for p in pending.moved]
+            self.session.execute(update(Profile).where(Profile.id.in_(moved)).values(merged_into_id=survivor))
+            cause, via = self.known.get(pending.cause.key), self.known.get(pending.via.key)
+            self.session.add(Merge(tenant_id=self.tenant_id, survivor_id=survivor, merged_id=merged,
+                                   moved_ids=moved, cause_message_id=pending.message_id,
+                                   cause_identifier_id=cause.id if cause else None, cause_type=pending.cause.type,
+                                   via_identifier_id=via.id if via else None))
+        self.session.flush()
+
+    def _rebase(self, real: dict[int, int]) -> None:
+        """Replace temporary ids in the caches so the next batch on this resolver sees real ones."""
+        if not real:
+            return
+        for record in self.known.values():
+            record.profile_id = real.get(record.profile_id, record.profile_id)
+        self.root_of = {real.get(p, p): real.get(r, r) for p, r in self.root_of.items()}
+        self.members = {real.get(r, r): {real.get(p, p) for p in ms} for r, ms in self.members.items()}
+        self.counts = defaultdict(Counter, {real.get(r, r): c for r, c in self.counts.items()})
+        self.reappeared = set()

@@ -1,0 +1,134 @@
+"""Shapes of the profile API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IdentifierOut(BaseModel):
+    type: str
+    value: str = Field(description="Personal values (phone, email) are masked unless the key has profiles:write.")
+    profile_id: int = Field(description="The base profile it was first seen with.")
+    created_at: dt.datetime
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    message_id: str
+    type: str
+    event: str | None
+    timestamp: dt.datetime
+    received_at: dt.datetime
+    source: str | None
+    profile_id: int | None
+    payload: dict[str, Any]
+
+
+class ConsentOut(BaseModel):
+    purpose: str
+    channel: str
+    granted: bool
+    source: str
+    recorded_at: dt.datetime
+
+
+class ProfileOut(BaseModel):
+    id: int = Field(description="The customer's id: the surviving profile.")
+    merged_ids: list[int] = Field(description="Base profiles merged into this customer.")
+    created_at: dt.datetime
+    first_seen_at: dt.datetime | None
+    last_seen_at: dt.datetime | None
+    event_count: int
+    identifiers: list[IdentifierOut]
+    traits: dict[str, Any]
+    tags: list[str]
+    consent: list[ConsentOut]
+    recent_events: list[EventOut]
+    erased: bool
+    reappeared_after_erasure: bool = Field(description="Started by an identifier that an erased customer held.")
+
+
+class ProfileSummary(BaseModel):
+    id: int
+    first_seen_at: dt.datetime | None
+    last_seen_at: dt.datetime | None
+    event_count: int
+
+
+class TagsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    add: list[str] = Field(default_factory=list, max_length=50)
+    remove: list[str] = Field(default_factory=list, max_length=50)
+
+
+class Purpose(StrEnum):
+    MARKETING = "marketing"
+    PERSONALISATION = "personalisation"
+    ANALYTICS = "analytics"
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    WECOM = "wecom"
+    WECHAT_TEMPLATE = "wechat_template"
+    EMAIL = "email"
+    ALL = "all"
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    purpose: Purpose
+    channel: Channel
+    granted: bool
+    source: str = Field(min_length=1, max_length=100,
+                        description="Where it was given: 'miniprogram signup', 'store SH001' …")
+    recorded_at: dt.datetime | None = Field(default=None, description="When the customer decided; default now.")
+
+
+class MergeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    survivor_id: int
+    merged_id: int
+    moved_ids: list[int]
+    cause_message_id: str | None
+    cause_type: str | None
+    created_at: dt.datetime
+    undone_at: dt.datetime | None
+    undone_reason: str | None
+
+
+class ConflictOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    message_id: str | None
+    type: str
+    profile_ids: list[int]
+    detail: str
+    created_at: dt.datetime
+
+
+class UnmergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="operator", max_length=200)
+
+
+class BlockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(description="Identifier type, or '*' for every type.")
+    value: str = Field(min_length=0, max_length=200)
+    undo_merges: bool = Field(default=True, description="Undo the merges this value caused.")
+
+
+class SuspiciousValue(BaseModel):
+    type: str
+    value: str
+    identifier_id: int
+    merges: int
+    profiles: int
+    first_merge_at: dt.datetime
+    last_merge_at: dt.datetime

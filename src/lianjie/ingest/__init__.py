@@ -1,0 +1,1 @@
+"""Segment-compatible tracking API: validation, de-duplication, identity resolution, batch writes."""

@@ -1,0 +1,188 @@
+"""HTTP endpoints compatible with the Segment tracking API (``/v1/*``).
+
+Any Segment or RudderStack SDK can send here by changing its host. Authentication is HTTP Basic with
+the write key as user name and an empty password, or ``writeKey`` in the body. Bodies may be gzip.
+
+Responses: ``200 {"success": true}`` when every message was stored (or had been before). In a batch
+with some bad messages the good ones are stored and the answer is still 200, with ``rejected``
+listing ``{index, field, message}`` for each bad one; when no message is usable the answer is 400 with
+the same list. A body over the size limits is refused whole with 413.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import zlib
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from lianjie.crypto import get_cipher
+from lianjie.db import transaction, utcnow
+from lianjie.errors import LianjieError, Unauthenticated
+from lianjie.ingest import service
+from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
+from lianjie.tenants.keys import authenticate
+from lianjie.tenants.models import ApiKeyKind
+
+router = APIRouter(prefix="/v1", tags=["tracking (Segment-compatible)"])
+_ADVISORY = text("SELECT pg_advisory_xact_lock(:key)")
+
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_MESSAGES = 2500
+_RETRIES = 5
+
+
+class TooLarge(LianjieError):
+    status_code = 413
+    code = "too_large"
+
+
+class BadRequest(LianjieError):
+    status_code = 400
+    code = "invalid"
+
+
+def _decode_body(body: bytes, encoding: str | None, limit: int) -> Any:
+    if len(body) > limit:
+        raise TooLarge(f"the request body is larger than {limit // 1024} KB")
+    if encoding and encoding.lower().strip() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise BadRequest("the body is not valid gzip", field="body") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise TooLarge(f"the uncompressed body is larger than {limit // 1024} KB")
+    elif encoding and encoding.lower().strip() not in ("identity", ""):
+        raise LianjieError(f"unsupported Content-Encoding {encoding!r}; send gzip or nothing",
+                           code="unsupported_encoding")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}", field="body") from None
+
+
+def _write_key(authorization: str | None, body: Any) -> str:
+    if authorization and authorization.lower().startswith("basic "):
+        try:
+            user, _, _ = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("malformed Basic authorization header", code="invalid_api_key") from None
+        if user:
+            return user
+    if isinstance(body, dict) and isinstance(body.get("writeKey"), str) and body["writeKey"]:
+        return str(body["writeKey"])
+    raise Unauthenticated("send the write key as the Basic auth user name, or as writeKey in the body",
+                          code="missing_api_key")
+
+
+def _lock_tenant(session: Session, tenant_id: int) -> None:
+    """Serialise identity resolution per merchant on PostgreSQL (SQLite's write lock already does)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_ADVISORY, {"key": 0x4C4A_0000_0000 + tenant_id})
+
+
+def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any, implied_type: str | None,
+            received_at: dt.datetime) -> service.BatchResult:
+    """Authenticate, validate and store; the stored batch is committed before this returns."""
+    with transaction(factory) as session:
+        caller = authenticate(session, _write_key(authorization, body), ApiKeyKind.WRITE)
+    source = service.Source(caller.tenant_id, caller.source)
+    if implied_type is None:
+        if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+            raise BadRequest("a batch body is {\"batch\": [...]}", field="batch")
+        raws, batch_sent_at = body["batch"], _sent_at(body)
+        if len(raws) > MAX_BATCH_MESSAGES:
+            raise TooLarge(f"a batch holds at most {MAX_BATCH_MESSAGES} messages; this one has {len(raws)}")
+    else:
+        raws, batch_sent_at = [body], None
+    good, bad = service.check_messages(raws, implied_type=implied_type, batch_sent_at=batch_sent_at,
+                                       received_at=received_at)
+    result = service.BatchResult(rejected=bad)
+    if good:
+        stored = _store_with_retry(factory, source, good, received_at)
+        result.accepted, result.duplicates = stored.accepted, stored.duplicates
+        result.merges, result.conflicts = stored.merges, stored.conflicts
+    return result
+
+
+def _sent_at(body: dict[str, Any]) -> dt.datetime | None:
+    try:
+        return parse_time(body.get("sentAt"), "sentAt")
+    except Invalid as exc:
+        raise BadRequest(exc.message, field="sentAt") from None
+
+
+def _store_with_retry(factory: sessionmaker[Session], source: service.Source, good: list[Any],
+                      received_at: dt.datetime) -> service.BatchResult:
+    """Two batches may create the same identifier at once; the loser retries and finds it."""
+    for attempt in range(_RETRIES):
+        try:
+            with transaction(factory, write=True) as session:
+                _lock_tenant(session, source.tenant_id)
+                return service.store(session, get_cipher(), source, good, received_at)
+        except (IntegrityError, OperationalError):
+            if attempt == _RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _handle(request: Request, implied_type: str | None, authorization: str | None,
+                  content_encoding: str | None) -> JSONResponse:
+    received_at = utcnow()
+    limit = MAX_BATCH_BYTES if implied_type is None else MAX_MESSAGE_BYTES
+    body = _decode_body(await request.body(), content_encoding, limit)
+    result = await run_in_threadpool(_ingest, request.app.state.session_factory, authorization, body,
+                                     implied_type, received_at)
+    rejected = [{"index": r.index, "field": r.field, "message": r.message} for r in result.rejected]
+    if rejected and not (result.accepted or result.duplicates):
+        first = rejected[0]
+        where = f"message {first['index']}" + (f", field {first['field']}" if first["field"] else "")
+        message = f"{where}: {first['message']}" if implied_type is None else \
+            f"{first['field'] or 'body'}: {first['message']}"
+        return JSONResponse({"success": False, "error": {"code": "invalid", "message": message,
+                                                         "field": first["field"], "rejected": rejected}},
+                            status_code=400)
+    payload: dict[str, Any] = {"success": True}
+    if implied_type is None:
+        payload |= {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
+    return JSONResponse(payload)
+
+
+Auth = Annotated[str | None, Header(include_in_schema=False)]
+Encoding = Annotated[str | None, Header(alias="Content-Encoding", include_in_schema=False)]
+_OPENAPI = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}}
+
+
+def _single(kind: str) -> Any:
+    async def endpoint(request: Request, authorization: Auth = None, content_encoding: Encoding = None) -> JSONResponse:
+        return await _handle(request, kind, authorization, content_encoding)
+
+    endpoint.__name__ = f"{kind}_call"
+    endpoint.__doc__ = f"One `{kind}` message (Segment spec)."
+    return endpoint
+
+
+for _kind in ("identify", "track", "page", "screen", "group", "alias"):
+    router.add_api_route(f"/{_kind}", _single(_kind), methods=["POST"], openapi_extra=_OPENAPI)
+
+
+@router.post("/batch", openapi_extra=_OPENAPI)
+async def batch(request: Request, authorization: Auth = None, content_encoding: Encoding = None) -> JSONResponse:
+    """Up to 2,500 messages (500 KB): `{"batch": [...], "sentAt": ...}`; bad messages are listed, not fatal."""
+    return await _handle(request, None, authorization, content_encoding)
+
+
+@router.post("/import", include_in_schema=False)
+async def import_(request: Request, authorization: Auth = None, content_encoding: Encoding = None) -> JSONResponse:
+    """Segment's older name for /v1/batch."""
+    return await _handle(request, None, authorization, content_encoding)

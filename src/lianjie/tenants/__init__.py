@@ -1,0 +1,1 @@
+"""Merchants (tenants), their stores, staff and shopping guides, and API keys with scopes."""

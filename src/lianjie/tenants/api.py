@@ -1,0 +1,129 @@
+"""HTTP API of the tenants domain: the merchant itself, stores, staff and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from lianjie.http import DbSession, RowId
+from lianjie.pagination import MAX_LIMIT, Page
+from lianjie.tenants import keys, service
+from lianjie.tenants.auth import RequireScope
+from lianjie.tenants.keys import Caller
+from lianjie.tenants.models import StaffRole, StaffStatus, StoreStatus, StoreType
+from lianjie.tenants.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    MerchantOut,
+    MerchantUpdate,
+    StaffCreate,
+    StaffOut,
+    StaffUpdate,
+    StoreCreate,
+    StoreOut,
+    StoreUpdate,
+)
+
+router = APIRouter(prefix="/api/v1")
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _created_or_replayed(response: Response, created: bool) -> None:
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+
+
+@router.get("/merchant", tags=["merchant"], summary="The merchant this key belongs to")
+def get_merchant(session: DbSession, caller: Annotated[Caller, RequireScope("merchant:read")]) -> MerchantOut:
+    return MerchantOut.model_validate(service.get_merchant(session, caller.tenant_id))
+
+
+@router.patch("/merchant", tags=["merchant"])
+def update_merchant(body: MerchantUpdate, session: DbSession,
+                    caller: Annotated[Caller, RequireScope("merchant:write")]) -> MerchantOut:
+    return MerchantOut.model_validate(service.update_merchant(session, caller.tenant_id, body))
+
+
+@router.get("/stores", tags=["stores"])
+def list_stores(session: DbSession, caller: Annotated[Caller, RequireScope("stores:read")],
+                city: str | None = None, type: StoreType | None = None, status: StoreStatus | None = None,
+                limit: Limit = 100, offset: Offset = 0) -> Page[StoreOut]:
+    rows, total = service.list_stores(session, caller.tenant_id, city=city, type=type, status=status,
+                                      limit=limit, offset=offset)
+    return Page(items=[StoreOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.post("/stores", tags=["stores"], status_code=201,
+             responses={200: {"description": "The same store was already there (safe replay)."}})
+def add_store(body: StoreCreate, response: Response, session: DbSession,
+              caller: Annotated[Caller, RequireScope("stores:write")]) -> StoreOut:
+    store, created = service.add_store(session, caller.tenant_id, body)
+    _created_or_replayed(response, created)
+    return StoreOut.model_validate(store)
+
+
+@router.get("/stores/{code}", tags=["stores"])
+def get_store(code: str, session: DbSession, caller: Annotated[Caller, RequireScope("stores:read")]) -> StoreOut:
+    return StoreOut.model_validate(service.get_store(session, caller.tenant_id, code))
+
+
+@router.patch("/stores/{code}", tags=["stores"])
+def update_store(code: str, body: StoreUpdate, session: DbSession,
+                 caller: Annotated[Caller, RequireScope("stores:write")]) -> StoreOut:
+    return StoreOut.model_validate(service.update_store(session, caller.tenant_id, code, body))
+
+
+@router.get("/staff", tags=["staff"])
+def list_staff(session: DbSession, caller: Annotated[Caller, RequireScope("staff:read")],
+               store_code: str | None = None, role: StaffRole | None = None, status: StaffStatus | None = None,
+               limit: Limit = 100, offset: Offset = 0) -> Page[StaffOut]:
+    rows, total = service.list_staff(session, caller.tenant_id, store_code=store_code, role=role,
+                                     status=status, limit=limit, offset=offset)
+    reveal = caller.allows("staff:write")
+    items = [service.staff_out(session, r, reveal_phone=reveal) for r in rows]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("/staff", tags=["staff"], status_code=201,
+             responses={200: {"description": "The same staff member was already there (safe replay)."}})
+def add_staff(body: StaffCreate, response: Response, session: DbSession,
+              caller: Annotated[Caller, RequireScope("staff:write")]) -> StaffOut:
+    staff, created = service.add_staff(session, caller.tenant_id, body)
+    _created_or_replayed(response, created)
+    return service.staff_out(session, staff, reveal_phone=True)
+
+
+@router.get("/staff/{staff_no}", tags=["staff"])
+def get_staff(staff_no: str, session: DbSession,
+              caller: Annotated[Caller, RequireScope("staff:read")]) -> StaffOut:
+    staff = service.get_staff(session, caller.tenant_id, staff_no)
+    return service.staff_out(session, staff, reveal_phone=caller.allows("staff:write"))
+
+
+@router.patch("/staff/{staff_no}", tags=["staff"])
+def update_staff(staff_no: str, body: StaffUpdate, session: DbSession,
+                 caller: Annotated[Caller, RequireScope("staff:write")]) -> StaffOut:
+    staff = service.update_staff(session, caller.tenant_id, staff_no, body)
+    return service.staff_out(session, staff, reveal_phone=True)
+
+
+@router.get("/api-keys", tags=["api keys"])
+def list_api_keys(session: DbSession, caller: Annotated[Caller, RequireScope("apikeys:read")],
+                  include_revoked: bool = False) -> list[ApiKeyOut]:
+    rows = keys.list_api_keys(session, caller.tenant_id, include_revoked=include_revoked)
+    return [ApiKeyOut.model_validate(r) for r in rows]
+
+
+@router.post("/api-keys", tags=["api keys"], status_code=201)
+def create_api_key(body: ApiKeyCreate, session: DbSession,
+                   caller: Annotated[Caller, RequireScope("apikeys:write")]) -> ApiKeyCreated:
+    key, secret = keys.create_api_key(session, caller.tenant_id, body, granted_by=caller.scopes)
+    return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(key).model_dump(), "key": secret})
+
+
+@router.delete("/api-keys/{key_id}", tags=["api keys"])
+def revoke_api_key(key_id: RowId, session: DbSession,
+                   caller: Annotated[Caller, RequireScope("apikeys:write")]) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(keys.revoke_api_key(session, caller.tenant_id, key_id))

@@ -1,0 +1,146 @@
+"""API keys: random secrets, stored only as a hash, shown once, revocable, scoped.
+
+*Write keys* identify one event source of a merchant (till, mini-program, web) and can only send
+events. *Admin keys* call the management API, limited by scopes such as ``stores:read``; a ``write``
+scope implies the ``read`` scope of the same resource, and ``*`` grants everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lianjie.db import utcnow
+from lianjie.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
+from lianjie.tenants.models import ApiKey, ApiKeyKind
+from lianjie.tenants.schemas import ApiKeyCreate
+
+ALL = "*"
+RESOURCES = {
+    "merchant": "the merchant's own settings",
+    "stores": "stores",
+    "staff": "staff and shopping guides",
+    "apikeys": "API keys",
+    "profiles": "customer profiles (OneID)",
+    "events": "event history",
+    "orders": "orders and refunds",
+    "loyalty": "points, tiers and memberships",
+    "coupons": "coupons",
+    "audiences": "segments and exports",
+    "campaigns": "campaigns",
+    "analytics": "KPIs and reports",
+    "recommendations": "recommendations",
+}
+SCOPES = frozenset(f"{resource}:{access}" for resource in RESOURCES for access in ("read", "write"))
+_PREFIX = {ApiKeyKind.ADMIN: "lja_", ApiKeyKind.WRITE: "ljw_"}
+_SHOWN_PREFIX_LEN = 12
+_LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the merchant a key belongs to and what it may do."""
+
+    tenant_id: int
+    key_id: int
+    kind: ApiKeyKind
+    scopes: frozenset[str]
+    source: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        return scope_allows(self.scopes, scope)
+
+
+def scope_allows(granted: Iterable[str], needed: str) -> bool:
+    granted = set(granted)
+    if ALL in granted or needed in granted:
+        return True
+    resource, _, access = needed.partition(":")
+    return access == "read" and f"{resource}:write" in granted
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 is enough: keys carry 256 random bits, so there is nothing to brute-force."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _validate_scopes(kind: ApiKeyKind, scopes: Sequence[str]) -> list[str]:
+    if kind == ApiKeyKind.WRITE:
+        if scopes:
+            raise ValidationFailed("write keys only send events and take no scopes", field="scopes")
+        return []
+    if not scopes:
+        raise ValidationFailed("an admin key needs at least one scope, e.g. 'stores:read' or '*'",
+                               field="scopes")
+    unknown = sorted(set(scopes) - SCOPES - {ALL})
+    if unknown:
+        raise ValidationFailed(f"unknown scope(s) {', '.join(unknown)}; known: '*' or resource:read|write "
+                               f"for resource in {', '.join(RESOURCES)}", field="scopes", code="unknown_scope")
+    return sorted(set(scopes))
+
+
+def create_api_key(session: Session, tenant_id: int, data: ApiKeyCreate,
+                   granted_by: frozenset[str] | None = None) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is not stored and cannot be shown again.
+
+    ``granted_by`` is the scope set of the admin key asking (None for the CLI, run by whoever owns
+    the server): a key can hand out no more than it holds, so ``apikeys:write`` is no back door to ``*``.
+    """
+    scopes = _validate_scopes(data.kind, data.scopes)
+    if granted_by is not None:
+        beyond = [s for s in scopes if not (ALL in granted_by if s == ALL else scope_allows(granted_by, s))]
+        if beyond:
+            raise Forbidden(f"a key cannot grant scopes it does not hold: {', '.join(beyond)}",
+                            code="scope_escalation", field="scopes")
+    if data.kind == ApiKeyKind.WRITE and not data.source:
+        raise ValidationFailed("a write key names its source, e.g. 'pos' or 'miniprogram'", field="source")
+    if data.kind == ApiKeyKind.ADMIN and data.source:
+        raise ValidationFailed("only write keys have a source", field="source")
+    secret = _PREFIX[data.kind] + secrets.token_urlsafe(32)
+    key = ApiKey(tenant_id=tenant_id, kind=data.kind.value, name=data.name, source=data.source,
+                 scopes=scopes, prefix=secret[:_SHOWN_PREFIX_LEN], secret_hash=hash_secret(secret))
+    session.add(key)
+    session.flush()
+    return key, secret
+
+
+def list_api_keys(session: Session, tenant_id: int, *, include_revoked: bool = False) -> Sequence[ApiKey]:
+    query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return session.scalars(query.order_by(ApiKey.id)).all()
+
+
+def revoke_api_key(session: Session, tenant_id: int, key_id: int) -> ApiKey:
+    """Revoke a key; revoking it again keeps the first revocation time (safe to retry)."""
+    key = session.scalar(select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id))
+    if key is None:
+        raise NotFound(f"no API key {key_id}", code="apikey_not_found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+def authenticate(session: Session, secret: str, kind: ApiKeyKind) -> Caller:
+    """The caller behind ``secret``; a wrong, revoked or wrong-kind key is refused."""
+    key = session.scalar(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret)))
+    if key is None or key.revoked_at is not None:
+        raise Unauthenticated("invalid or revoked API key", code="invalid_api_key")
+    if key.kind != kind:
+        if kind == ApiKeyKind.ADMIN:
+            raise Forbidden("this is a write key: it can only send events to /v1/*; use an admin key",
+                            code="wrong_key_kind")
+        raise Unauthenticated("this is an admin key: send events with a write key", code="wrong_key_kind")
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
+        key.last_used_at = now
+        session.flush()
+    return Caller(tenant_id=key.tenant_id, key_id=key.id, kind=ApiKeyKind(key.kind),
+                  scopes=frozenset(key.scopes), source=key.source)

@@ -1,0 +1,90 @@
+"""Driving lianjie as separate processes: the CLI, and a real server on a real port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clean_env(database_url: str | None = None) -> dict[str, str]:
+    """The environment without the suite's own LIANJIE_* settings (so ./var of the cwd is used)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIANJIE_")}
+    if database_url:
+        env["LIANJIE_DATABASE_URL"] = database_url
+    return env
+
+
+class Cli:
+    def __init__(self, cwd: Path, database_url: str | None) -> None:
+        self.cwd = cwd
+        self.env = clean_env(database_url)
+
+    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "lianjie", *args], cwd=self.cwd, env=self.env,
+                                capture_output=True, text=True, timeout=300, check=False)
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    def json(self, *args: str) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.run(*args, "--json").stdout)
+        return out
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``lianjie serve`` and wait until /healthz answers."""
+    port = port or free_port()
+    process = subprocess.Popen([sys.executable, "-m", "lianjie", "serve", "--port", str(port)], cwd=cli.cwd,
+                               env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if http_get(base + "/healthz")[0] == 200:
+                return process, base
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"server did not start: {process.stderr.read().decode() if process.stderr else ''}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def server(cli: Cli) -> Iterator[str]:
+    """``lianjie serve`` on a free port; yields its base URL and stops it afterwards."""
+    process, base = start_server(cli)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

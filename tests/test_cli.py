@@ -1,0 +1,67 @@
+"""The CLI as a script would drive it: real processes, from a fresh directory, on both databases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.processes import Cli
+
+
+@pytest.fixture
+def cli(tmp_path: Path, database_url: str | None) -> Cli:
+    workdir = tmp_path / "somewhere-else"
+    workdir.mkdir()
+    return Cli(workdir, database_url)
+
+
+def test_a_script_sets_up_a_merchant(cli: Cli, database_url: str | None) -> None:
+    cli.run("db", "upgrade")
+    if database_url is None:
+        assert (cli.cwd / "var" / "lianjie.db").exists()  # embedded database under ./var of the cwd
+    merchant = cli.json("tenant", "create", "--slug", "huamei", "--name", "华美生活")
+    assert merchant["slug"] == "huamei"
+    assert merchant["currency"] == "CNY"
+    assert merchant["created"]
+    assert cli.json("tenant", "create", "--slug", "huamei", "--name", "华美生活")["created"] is False
+    store = cli.json("store", "add", "-t", "huamei", "--code", "SH001", "--name", "上海来福士店",
+                     "--city", "上海", "--province", "上海", "--type", "mall")
+    assert store["code"] == "SH001"
+    assert store["tenant"] == "huamei"
+    guide = cli.json("staff", "add", "-t", str(merchant["id"]), "--staff-no", "G001", "--name", "王芳",
+                     "--role", "guide", "--store", "SH001")
+    assert guide["store_code"] == "SH001"
+    key = cli.json("apikey", "create", "-t", "huamei", "--kind", "admin", "--scope", "stores:read,staff:read")
+    assert key["key"].startswith("lja_")
+    assert key["scopes"] == ["staff:read", "stores:read"]
+    write = cli.json("apikey", "create", "-t", "huamei", "--kind", "write", "--source", "pos")
+    assert write["key"].startswith("ljw_")
+    assert write["source"] == "pos"
+    listed = cli.json("apikey", "list", "-t", "huamei")["api_keys"]
+    assert {k["id"] for k in listed} == {key["id"], write["id"]}
+    assert key["key"] not in json.dumps(listed)
+    assert cli.json("apikey", "revoke", "-t", "huamei", str(key["id"]))["revoked_at"]
+    assert [s["code"] for s in cli.json("store", "list", "-t", "huamei")["stores"]] == ["SH001"]
+
+
+def test_cli_errors_are_clear_and_change_nothing(cli: Cli) -> None:
+    cli.run("db", "upgrade")
+    cli.json("tenant", "create", "--slug", "huamei", "--name", "华美生活")
+    bad_type = cli.run("store", "add", "-t", "huamei", "--code", "X1", "--name", "x", "--city", "x",
+                       "--province", "x", "--type", "warehouse", ok=False)
+    assert bad_type.returncode == 2
+    assert "warehouse" in bad_type.stderr
+    no_store = cli.run("staff", "add", "-t", "huamei", "--staff-no", "G1", "--name", "x", "--role", "guide",
+                       "--store", "NOPE", ok=False)
+    assert no_store.returncode == 1
+    assert "store_not_found" in no_store.stderr
+    unknown = cli.run("store", "list", "-t", "nobody", ok=False)
+    assert unknown.returncode == 1
+    assert "merchant_not_found" in unknown.stderr
+    bad_scope = cli.run("apikey", "create", "-t", "huamei", "--kind", "admin", "--scope", "root", ok=False)
+    assert bad_scope.returncode == 1
+    assert "unknown_scope" in bad_scope.stderr
+    assert cli.json("store", "list", "-t", "huamei")["stores"] == []
+    assert cli.json("staff", "list", "-t", "huamei")["staff"] == []

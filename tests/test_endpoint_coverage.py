@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.identity.test_api_access import ENDPOINTS as IDENTITY
+from tests.tenants.test_api import ENDPOINTS as TENANTS
+
+
+def test_every_admin_route_is_in_an_access_table(client: TestClient) -> None:
+    """Each /api/v1 route is checked for 401/403 and merchant isolation by its domain's tests."""
+    paths = client.get("/openapi.json").json()["paths"]
+    routes = {f"{method.upper()} {path}" for path, ops in paths.items() if path.startswith("/api/v1")
+              for method in ops}
+    assert routes == {e.template for e in [*TENANTS, *IDENTITY]}
