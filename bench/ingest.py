@@ -112,6 +112,7 @@ def run_one(label: str, database_url: str | None, messages: list[dict[str, Any]]
     cwd = work / label
     cwd.mkdir()
     cli = Cli(cwd, database_url)
+    cli.env["LIANJIE_WORKERS"] = str(args.workers)
     cli.run("db", "upgrade")
     cli.json("tenant", "create", "--slug", "bench", "--name", "压测商户")
     key = cli.json("apikey", "create", "-t", "bench", "--kind", "write", "--source", "web")["key"]
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (LIANJIE_WORKERS)")
     parser.add_argument("--postgres-url", help="an existing server; default: start a throwaway one")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
@@ -156,7 +158,8 @@ def main() -> None:
     for r in results:
         print(f"{r['database']:<11} {r['events']:>7} {r['events_per_s']:>9,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}"
               f" {r['raw_rows_per_s']:>11,.0f} {r['ratio']:>6.2f}")
-    print(f"({args.batch}-message batches over HTTP, {args.clients} client threads, identity resolution on)")
+    print(f"({args.batch}-message batches over HTTP, {args.clients} client threads, {args.workers} server "
+          "processes, identity resolution on; raw = executemany of the same rows into a plain table)")
 
 
 if __name__ == "__main__":

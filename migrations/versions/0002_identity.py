@@ -30,9 +30,7 @@ def upgrade() -> None:
             ["tenant_id"], ["merchants.id"], name=op.f("fk_erased_identifiers_tenant_id_merchants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_erased_identifiers")),
-        sa.UniqueConstraint(
-            "tenant_id", "type", "value_hash", name=op.f("uq_erased_identifiers_tenant_id_type_value_hash")
-        ),
+        sa.UniqueConstraint("tenant_id", "value_hash", name=op.f("uq_erased_identifiers_tenant_id_value_hash")),
     )
     op.create_table(
         "identity_conflicts",
@@ -146,7 +144,7 @@ def upgrade() -> None:
             ["tenant_id"], ["merchants.id"], name=op.f("fk_identifiers_tenant_id_merchants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identifiers")),
-        sa.UniqueConstraint("tenant_id", "type", "value_hash", name=op.f("uq_identifiers_tenant_id_type_value_hash")),
+        sa.UniqueConstraint("tenant_id", "value_hash", name=op.f("uq_identifiers_tenant_id_value_hash")),
     )
     with op.batch_alter_table("identifiers", schema=None) as batch_op:
         batch_op.create_index("ix_identifiers_profile", ["profile_id"], unique=False)

@@ -122,7 +122,9 @@ def db_status() -> None:
 
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HOST or 127.0.0.1.")] = None,
-          port: Annotated[int | None, typer.Option(help="Default from LIANJIE_PORT or 8000.")] = None) -> None:
+          port: Annotated[int | None, typer.Option(help="Default from LIANJIE_PORT or 8000.")] = None,
+          workers: Annotated[int | None, typer.Option(help="Server processes; default LIANJIE_WORKERS or 1.")] = None,
+          ) -> None:
     """Serve the HTTP API (OpenAPI at /docs)."""
     settings = get_settings()
     engine = engine_from_settings(settings)
@@ -130,7 +132,12 @@ def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HO
         err.print("[red]the database is not at the latest migration[/red]: run `lianjie db upgrade` first")
         raise typer.Exit(1)
     engine.dispose()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    processes = workers or settings.workers
+    if processes > 1:  # each worker process builds its own app from the same settings
+        uvicorn.run("lianjie.app:create_app", factory=True, host=host or settings.host,
+                    port=port or settings.port, workers=processes)
+    else:
+        uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
 # ---- tenants ---------------------------------------------------------------------------------------

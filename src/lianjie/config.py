@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(default=1, ge=1, description="Server processes for `lianjie serve`.")
     sqlite_busy_timeout_ms: int = 30_000
     log_sql: bool = False
 

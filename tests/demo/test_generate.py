@@ -23,13 +23,9 @@ UTC_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
 
 @pytest.fixture(scope="module")
-def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("tiny") / "world"
-
-
-@pytest.fixture(scope="module")
-def report(world_dir: Path) -> GenerationReport:
-    return generate_world(world_dir, scale="tiny", seed=SEED, workers=1)
+def report(tmp_path_factory: pytest.TempPathFactory) -> GenerationReport:
+    """One tiny world shared by the module's tests (read-only)."""
+    return generate_world(tmp_path_factory.mktemp("tiny") / "world", scale="tiny", seed=SEED, workers=1)
 
 
 @pytest.fixture(scope="module")

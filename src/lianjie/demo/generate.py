@@ -26,39 +26,58 @@ Layout of ``out_dir`` (``<part>`` is two digits from ``01``; every path is liste
                    "orders": {slug: [path, ...]},
                    "events": {slug: {source: [path, ...]}},
                    "truth": {slug: path}}}
-    catalogue/<slug>-categories.csv   code,parent_code,name,level
-    catalogue/<slug>-products.csv     sku,name,brand,category_code,price_fen,status
-    orders/<slug>-<part>.csv          one row per order line (columns: customer.ORDER_COLUMNS)
-    events/<slug>/<source>-<part>.ndjson   one Segment message per line; source in web, miniprogram,
-                                      pos, wecom
-    truth/<slug>-customers.csv        ground truth, one row per customer (columns: customer.TRUTH_COLUMNS)
+    catalogue/<slug>-categories.csv   code,parent_code,name,level        (levels 1-3; parent empty at 1)
+    catalogue/<slug>-products.csv     sku,name,brand,category_code,price_fen,status   (leaf categories)
+    orders/<slug>-<part>.csv          one row per order line:
+        order_no,order_type,original_order_no,order_time,channel,store_code,guide_staff_no,member_no,
+        phone,wechat_unionid,wechat_openid,line_no,sku,quantity,unit_price_fen,discount_fen,
+        line_amount_fen,payment_method
+    events/<slug>/<source>-<part>.ndjson   one Segment message per line; source: web, miniprogram,
+                                      pos, wecom (a file may be empty)
+    truth/<slug>-customers.csv        one row per customer record:
+        person_id,member_no,phone,wechat_unionid,wechat_openid,anonymous_ids,name,gender,birthday,
+        city,acquired_on,churned_on,top_category,price_tier
 
-Conventions: CSV is UTF-8 with a header and ``\\n`` line ends; money is integer fen; order_time is
-local time with ``+08:00``; event ``timestamp`` is UTC with ``Z``; roles are owner/admin/
-store_manager/guide (owner and admin have ``store_code`` null); store types are flagship/mall/
-community/online, with exactly one online store per merchant, code ``ONLINE``.
+Conventions: CSV is UTF-8 with a header and ``\\n`` line ends (no field needs quoting); money is
+integer fen; order_time is local time with ``+08:00``; event ``timestamp`` is UTC with ``Z``; roles
+are owner/admin/store_manager/guide (owner and admin have ``store_code`` null); store types are
+flagship/mall/community/online, with exactly one online store per merchant, code ``ONLINE``.
 
-Orders: order_type ``sale`` or ``refund``; a refund row names its sale in original_order_no, is
-dated after it, and carries negative quantity, discount_fen and line_amount_fen
-(line_amount_fen = quantity * unit_price_fen - discount_fen on every row). Order numbers are unique
-per merchant. About 3% of offline orders carry no identifier and about 1% the cashier's placeholder
-phone 13800138000. Files are grouped by customer, not sorted by time: within one customer the rows
-are chronological (a refund follows its sale).
+Orders: order_type ``sale`` or ``refund``; channel offline/online/miniprogram/wecom; payment_method
+wechat_pay/alipay/unionpay/card/cash. A refund row names its sale in original_order_no, is dated
+after it, never returns more than was sold, and carries negative quantity, discount_fen and
+line_amount_fen (line_amount_fen = quantity * unit_price_fen - discount_fen on every row). Order
+numbers are unique per merchant. Online and mini-program orders are booked on store ``ONLINE``
+(the supermarket's mini-program orders on the home store that delivers them); wecom orders on the
+guide's store with the guide's staff_no; offline orders often with a guide. Identifiers are what
+the channel would know: members give member_no and phone, non-members at the till only a phone,
+mini-program orders the openid/unionid (plus member_no and phone once the phone is authorised).
+About 3% of offline orders carry no identifier and about 1% the cashier's placeholder phone
+13800138000. Rows are grouped by customer, not sorted by time; within one customer they are
+chronological (a refund follows its sale).
 
 Events: ``messageId`` is unique and deterministic; within one customer the messages are in
-chronological order, but a file as a whole is not globally sorted by timestamp. Online and
-mini-program orders end with an ``Order Completed`` whose ``properties.order_id`` is the CSV
-order_no; prices are yuan numbers with ``currency: "CNY"``. Mini-program messages carry the WeChat
-ids in ``context.externalIds`` (types ``wechat_openid``, ``wechat_unionid``); WeCom ``Contact Added``
-messages carry ``wecom_external_userid`` (also used as their anonymousId) and the guide's
-``staff_no``. Anonymous web visitors who never identify are in the event files but not in truth.
+chronological order (across all four sources), but a file as a whole is not sorted by timestamp.
+web: page, Products Searched, Product Viewed, Product Added, Checkout Started, Order Completed;
+sign-up is ``alias`` (previousId = device id) + ``identify``, a login on a device is ``identify``
+with userId = member_no and the device's anonymousId. miniprogram: the same with ``screen`` and
+``Cart Viewed`` for reorders; the first open is an anonymous ``identify`` with traits
+wechat_openid / wechat_unionid / wechat_appid and both ids in ``context.externalIds``; authorising
+the phone is an ``identify`` with userId. pos: ``Store Visited`` (store_code) and ``identify`` when
+someone joins at the till. wecom: ``Contact Added`` (staff_no, store_code, state) with anonymousId
+= external_userid and ``context.externalIds`` of types wecom_external_userid and wechat_unionid,
+sometimes followed by an ``identify`` with the phone the guide noted. Product properties are
+product_id (= sku), name, category (leaf name) and price; prices are yuan numbers with
+``currency: "CNY"``. ``Order Completed`` has order_id = the CSV order_no, total, revenue, discount
+and products. identify traits: name, phone, gender, birthday, city and member_no when known. Web
+visitors who never identify are in the event files but not in truth.
 
 Truth: person_id (the same for one person at both coalition merchants), member_no (empty if never
 joined), phone, wechat_unionid / wechat_openid (empty if never seen), anonymous_ids (``;``-joined web
-device ids, mini-program id and WeCom external_userid), name, gender, birthday, city, acquired_on
-(may precede the window), churned_on (the purchase after which the customer dropped out; empty if
-still active), top_category (code of the preferred top-level category) and price_tier
-(low/mid/high).
+device ids, mini-program id and WeCom external_userid), name, gender (female/male), birthday, city,
+acquired_on (may precede the window), churned_on (the day of the purchase after which the customer
+dropped out; empty if still active), top_category (code of the preferred top-level category) and
+price_tier (low/mid/high).
 """
 
 from __future__ import annotations
@@ -78,7 +97,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lianjie.demo import reference as ref
-from lianjie.demo.customer import TRUTH_COLUMNS
+from lianjie.demo.output import TRUTH_COLUMNS
 from lianjie.demo.part import RECORDS_PER_PERSON, PartCounts, PartTask, run_part
 from lianjie.demo.part import events_path as _events_path
 from lianjie.demo.part import orders_path as _orders_path

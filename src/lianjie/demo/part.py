@@ -17,8 +17,9 @@ from typing import NamedTuple
 
 from lianjie.demo import reference as ref
 from lianjie.demo.behaviour import MerchantModel, cumulative
-from lianjie.demo.customer import ORDER_COLUMNS, Customer, MerchantOutput, Person, new_uuid
+from lianjie.demo.customer import Customer
 from lianjie.demo.events import Buffer, EventSink, ids_fragment
+from lianjie.demo.output import ORDER_COLUMNS, MerchantOutput, Person, new_uuid
 from lianjie.demo.seasons import Calendar
 from lianjie.demo.world import MerchantWorld, build_world, person_name
 

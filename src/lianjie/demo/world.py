@@ -139,7 +139,10 @@ def _store_cities(merchant: ref.MerchantSeed, n_stores: int) -> list[ref.City]:
 
     The supermarket is a regional community chain, so it concentrates on fewer cities.
     """
-    max_cities = max(2, n_stores // 6) if merchant.industry == "supermarket" else max(3, n_stores // 2)
+    if merchant.industry == "supermarket":
+        max_cities = max(2, min(12, n_stores // 6))
+    else:
+        max_cities = max(3, n_stores // 2)
     cities = sorted(ref.CITIES, key=lambda c: -c.weight)[: min(n_stores, max_cities, len(ref.CITIES))]
     counts = [1] * len(cities)
     extra = n_stores - len(cities)

@@ -73,7 +73,8 @@ class Identifier(Base):
 
     __tablename__ = "identifiers"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "type", "value_hash"),
+        # The keyed hash covers "type:value", so it is unique on its own within a merchant.
+        UniqueConstraint("tenant_id", "value_hash"),
         Index("ix_identifiers_profile", "profile_id"),
     )
 
@@ -182,7 +183,7 @@ class ErasedIdentifier(Base):
     """Hash of an identifier erased under PIPL: seeing it again starts a new, flagged profile."""
 
     __tablename__ = "erased_identifiers"
-    __table_args__ = (UniqueConstraint("tenant_id", "type", "value_hash"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "value_hash"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(tenant_fk())

@@ -114,19 +114,22 @@ class BatchResolver:
         self._load_customers(roots - set(self.members))
 
     def _load_customers(self, roots: set[int]) -> None:
+        """Members of these customers and their identifier counts (queries that use the indexes)."""
         if not roots:
             return
-        root_expr = func.coalesce(Profile.merged_into_id, Profile.id)
-        for profile_id, root in self.session.execute(
-                select(Profile.id, root_expr).where(Profile.tenant_id == self.tenant_id, root_expr.in_(roots))):
+        wanted = list(roots)
+        for profile_id, merged_into in self.session.execute(
+                select(Profile.id, Profile.merged_into_id).where(
+                    Profile.tenant_id == self.tenant_id,
+                    Profile.id.in_(wanted) | Profile.merged_into_id.in_(wanted))):
+            root = merged_into or profile_id
             self.members.setdefault(root, set()).add(profile_id)
             self.root_of[profile_id] = root
-        for root, type_, count in self.session.execute(
-                select(root_expr, Identifier.type, func.count())
-                .join(Profile, Profile.id == Identifier.profile_id)
-                .where(Identifier.tenant_id == self.tenant_id, root_expr.in_(roots))
-                .group_by(root_expr, Identifier.type)):
-            self.counts.setdefault(root, Counter())[type_] = count
+        member_ids = [p for root in roots for p in self.members.get(root, ())]
+        for profile_id, type_, count in self.session.execute(
+                select(Identifier.profile_id, Identifier.type, func.count())
+                .where(Identifier.profile_id.in_(member_ids)).group_by(Identifier.profile_id, Identifier.type)):
+            self.counts[self.root_of[profile_id]][type_] += count
 
     # ---- resolving -------------------------------------------------------------------------------
 

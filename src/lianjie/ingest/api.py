@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction, utcnow
 from lianjie.errors import LianjieError, Unauthenticated
+from lianjie.identity.config import load_config
 from lianjie.ingest import service
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
 from lianjie.tenants.keys import authenticate
@@ -124,12 +125,16 @@ def _sent_at(body: dict[str, Any]) -> dt.datetime | None:
 
 def _store_with_retry(factory: sessionmaker[Session], source: service.Source, good: list[Any],
                       received_at: dt.datetime) -> service.BatchResult:
-    """Two batches may create the same identifier at once; the loser retries and finds it."""
+    """Prepare outside the write lock, then store; a lost race on a new identifier is retried."""
+    cipher = get_cipher()
+    with transaction(factory) as session:
+        config = load_config(session, source.tenant_id)
+    prepared = service.prepare(cipher, config, source, good, received_at)
     for attempt in range(_RETRIES):
         try:
             with transaction(factory, write=True) as session:
                 _lock_tenant(session, source.tenant_id)
-                return service.store(session, get_cipher(), source, good, received_at)
+                return service.store_prepared(session, cipher, config, source, prepared)
         except (IntegrityError, OperationalError):
             if attempt == _RETRIES - 1:
                 raise

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from lianjie.crypto import PiiCipher
 from lianjie.db import insert_ignoring_duplicates
 from lianjie.identity import pii
-from lianjie.identity.config import load_config
+from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, extract
 from lianjie.identity.models import Event, Identifier
 from lianjie.identity.resolution import BatchResolver
@@ -69,19 +69,14 @@ def check_messages(raws: Sequence[Any], *, implied_type: str | None, batch_sent_
     return good, bad
 
 
-def _new_messages(session: Session, tenant_id: int, messages: list[Message]) -> list[Message]:
-    """Messages not stored before and not repeated earlier in the same batch."""
-    ids = list({m.message_id for m in messages})
+def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -> set[str]:
+    """Those of ``message_ids`` not stored before for this merchant."""
+    ids = list(set(message_ids))
     stored: set[str] = set()
     for start in range(0, len(ids), 500):
         stored.update(session.scalars(select(Event.message_id).where(
             Event.tenant_id == tenant_id, Event.message_id.in_(ids[start:start + 500]))))
-    fresh, seen = [], set(stored)
-    for message in messages:
-        if message.message_id not in seen:
-            seen.add(message.message_id)
-            fresh.append(message)
-    return fresh
+    return set(ids) - stored
 
 
 def _alias_identifiers(session: Session, tenant_id: int, message: Message, idents: list[Ident],
@@ -107,43 +102,73 @@ def _message_traits(raw: dict[str, Any]) -> dict[str, Any]:
     return traits
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A message made ready for storage before any lock is taken: identifiers found, PII sealed."""
+
+    message: Message
+    idents: list[Ident]
+    row: dict[str, Any]
+    traits: dict[str, Any]
+
+
+def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages: list[Message],
+            received_at: dt.datetime) -> list[Prepared]:
+    """The CPU-bound part of ingestion; it needs no database, so it runs outside the write lock."""
+    out = []
+    for message in messages:
+        clean, personal = pii.split(message.raw)
+        row = {"tenant_id": source.tenant_id, "message_id": message.message_id, "type": message.type,
+               "event": _event_name(message.raw), "profile_id": None, "user_id": message.user_id,
+               "anonymous_id": message.anonymous_id, "source": source.name, "timestamp": message.timestamp,
+               "original_timestamp": message.original_timestamp, "sent_at": message.sent_at,
+               "received_at": received_at, "payload": clean, "pii_encrypted": pii.seal(cipher, personal)}
+        out.append(Prepared(message, extract(message.raw, config, cipher), row, _message_traits(message.raw)))
+    return out
+
+
 def store(session: Session, cipher: PiiCipher, source: Source, messages: list[Message],
           received_at: dt.datetime) -> BatchResult:
-    """Resolve and store valid messages (the caller owns the transaction)."""
+    """Prepare, resolve and store valid messages in the caller's transaction."""
+    config = load_config(session, source.tenant_id)
+    return store_prepared(session, cipher, config, source, prepare(cipher, config, source, messages, received_at))
+
+
+def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, source: Source,
+                   prepared: list[Prepared]) -> BatchResult:
+    """Resolve identities and write events; this is the part that holds the write lock."""
     result = BatchResult()
-    fresh = _new_messages(session, source.tenant_id, messages)
-    result.duplicates = len(messages) - len(fresh)
+    new_ids = _new_message_ids(session, source.tenant_id, [p.message.message_id for p in prepared])
+    fresh, seen = [], set()
+    for item in prepared:
+        if item.message.message_id in new_ids and item.message.message_id not in seen:
+            seen.add(item.message.message_id)
+            fresh.append(item)
+    result.duplicates = len(prepared) - len(fresh)
     if not fresh:
         return result
-    config = load_config(session, source.tenant_id)
-    idents = [extract(m.raw, config, cipher) for m in fresh]
-    for i, message in enumerate(fresh):
-        if message.type == "alias":
-            idents[i] = _alias_identifiers(session, source.tenant_id, message, idents[i], cipher)
+    # alias: which previousId is meant depends on what is stored, so it is looked up here (prepared
+    # items are left untouched, as a retry may use them again).
+    idents = [_alias_identifiers(session, source.tenant_id, item.message, item.idents, cipher)
+              if item.message.type == "alias" else item.idents for item in fresh]
     resolver = BatchResolver(session, source.tenant_id, config, cipher)
     resolver.prefetch(i for group in idents for i in group)
     profiles = []
-    for message, group in zip(fresh, idents, strict=True):
-        resolution = resolver.resolve(group, message.message_id, message.timestamp,
-                                      relax=frozenset({"user_id"}) if message.type == "alias" else frozenset())
+    for item, group in zip(fresh, idents, strict=True):
+        relax = frozenset({"user_id"}) if item.message.type == "alias" else frozenset()
+        resolution = resolver.resolve(group, item.message.message_id, item.message.timestamp, relax=relax)
         profiles.append(resolution.profile_id)
         result.merges += len(resolution.merged)
         result.conflicts += resolution.conflicts
     real = resolver.flush()
-    rows: list[dict[str, Any]] = []
     touches: dict[int, Touch] = {}
-    for message, temp_profile in zip(fresh, profiles, strict=True):
+    for item, temp_profile in zip(fresh, profiles, strict=True):
         profile_id = real.get(temp_profile, temp_profile) if temp_profile is not None else None
-        clean, personal = pii.split(message.raw)
-        rows.append({"tenant_id": source.tenant_id, "message_id": message.message_id, "type": message.type,
-                     "event": _event_name(message.raw), "profile_id": profile_id, "user_id": message.user_id,
-                     "anonymous_id": message.anonymous_id, "source": source.name, "timestamp": message.timestamp,
-                     "original_timestamp": message.original_timestamp, "sent_at": message.sent_at,
-                     "received_at": received_at, "payload": clean, "pii_encrypted": pii.seal(cipher, personal)})
+        item.row["profile_id"] = profile_id
         if profile_id is not None:
-            touch = touches.setdefault(profile_id, Touch(message.timestamp, message.timestamp))
-            touch.add(message.timestamp, _message_traits(message.raw))
-    session.execute(insert_ignoring_duplicates(session, EVENTS, ["tenant_id", "message_id"]), rows)
+            moment = item.message.timestamp
+            touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)
+    session.execute(insert_ignoring_duplicates(session, EVENTS, ["tenant_id", "message_id"]), [i.row for i in fresh])
     apply_touches(session, cipher, touches)
     result.accepted = len(fresh)
     return result
