@@ -115,6 +115,10 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = Fa
         kwargs["connect_args"] = {"check_same_thread": False}
     elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "postgresql":
+        # psycopg prepares repeated statements; a generic plan chosen while a table was still empty
+        # (a new merchant's events) would stick to a sequential scan. Plan each execution instead.
+        kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(parsed, **kwargs)
