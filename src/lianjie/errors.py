@@ -33,6 +33,18 @@ class LianjieError(Exception):
         return body
 
 
+class BadRequest(LianjieError):
+    """The request as a whole is unusable (malformed JSON, not gzip …)."""
+
+    status_code = 400
+    code = "invalid"
+
+
+class PayloadTooLarge(LianjieError):
+    status_code = 413
+    code = "too_large"
+
+
 class ValidationFailed(LianjieError):
     status_code = 422
     code = "invalid"

@@ -52,7 +52,7 @@ def find_profiles(request: Request, session: DbSession, caller: Reader, tag: str
         wanted["wechat_openid"] = f"{params['wechat_appid']}:{wanted['wechat_openid']}"
     if wanted:
         roots = sorted(service.find_by_identifiers(session, get_cipher(), caller.tenant_id, wanted))
-        items = [_summary(session, caller.tenant_id, r) for r in roots]
+        items = [service.summarise(r, service.members(session, caller.tenant_id, r)) for r in roots]
         return Page(items=items, total=len(items), limit=limit, offset=0)
     pair = None
     if trait is not None:
@@ -63,14 +63,6 @@ def find_profiles(request: Request, session: DbSession, caller: Reader, tag: str
     rows, total = service.search(session, caller.tenant_id, tag=tag, trait=pair, seen_after=seen_after,
                                  seen_before=seen_before, limit=limit, offset=offset)
     return Page(items=list(rows), total=total, limit=limit, offset=offset)
-
-
-def _summary(session: Any, tenant_id: int, root: int) -> ProfileSummary:
-    profiles = service.members(session, tenant_id, root)
-    firsts = [p.first_seen_at for p in profiles if p.first_seen_at]
-    lasts = [p.last_seen_at for p in profiles if p.last_seen_at]
-    return ProfileSummary(id=root, first_seen_at=min(firsts) if firsts else None,
-                          last_seen_at=max(lasts) if lasts else None, event_count=sum(p.event_count for p in profiles))
 
 
 @router.get("/profiles/{profile_id}")

@@ -19,7 +19,7 @@ from lianjie.db import utcnow
 from lianjie.identity import pii
 from lianjie.identity.models import Consent, ErasedIdentifier, Event, Identifier, Merge, Profile, ProfileTag
 from lianjie.identity.schemas import ConsentIn, ConsentOut
-from lianjie.identity.service import current_consent, get_profile, identifier_value, members, root_of
+from lianjie.identity.service import current_consent, get_profile, members, root_of
 
 
 def record_consent(session: Session, tenant_id: int, profile_id: int, decision: ConsentIn) -> list[ConsentOut]:
@@ -91,8 +91,3 @@ def erase(session: Session, cipher: PiiCipher, tenant_id: int, profile_id: int) 
         traits={}, pii_traits_encrypted=None, erased_at=now))
     session.flush()
     return {"profiles": len(ids), "identifiers": len(identifiers), "events_anonymised": len(events)}
-
-
-def identifier_values(session: Session, cipher: PiiCipher, ids: list[int]) -> list[str]:
-    """Plain values of identifiers (used by export tests and tools)."""
-    return [identifier_value(cipher, i) for i in session.scalars(select(Identifier).where(Identifier.id.in_(ids)))]

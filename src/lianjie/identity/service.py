@@ -82,6 +82,15 @@ def events_query(tenant_id: int, profile_ids: Sequence[int]) -> Select[Any]:
             .order_by(Event.timestamp.desc(), Event.id.desc()))
 
 
+def summarise(root: int, profiles: Sequence[Profile]) -> ProfileSummary:
+    """Activity of a customer across its base profiles."""
+    firsts = [p.first_seen_at for p in profiles if p.first_seen_at]
+    lasts = [p.last_seen_at for p in profiles if p.last_seen_at]
+    return ProfileSummary(id=root, first_seen_at=min(firsts) if firsts else None,
+                          last_seen_at=max(lasts) if lasts else None,
+                          event_count=sum(p.event_count for p in profiles))
+
+
 def get_profile(session: Session, cipher: PiiCipher, tenant_id: int, profile_id: int, *,
                 reveal_pii: bool) -> ProfileOut:
     root = root_of(session, tenant_id, profile_id)
@@ -89,12 +98,10 @@ def get_profile(session: Session, cipher: PiiCipher, tenant_id: int, profile_id:
     ids = [p.id for p in profiles]
     survivor = profiles[0] if profiles[0].id == root else next(p for p in profiles if p.id == root)
     recent = session.scalars(events_query(tenant_id, ids).limit(RECENT_EVENTS)).all()
-    firsts = [p.first_seen_at for p in profiles if p.first_seen_at]
-    lasts = [p.last_seen_at for p in profiles if p.last_seen_at]
+    activity = summarise(root, profiles)
     return ProfileOut(
         id=root, merged_ids=[i for i in ids if i != root], created_at=survivor.created_at,
-        first_seen_at=min(firsts) if firsts else None, last_seen_at=max(lasts) if lasts else None,
-        event_count=sum(p.event_count for p in profiles),
+        first_seen_at=activity.first_seen_at, last_seen_at=activity.last_seen_at, event_count=activity.event_count,
         identifiers=identifiers_of(session, cipher, ids, reveal_pii=reveal_pii),
         traits=customer_traits(cipher, profiles, reveal_pii=reveal_pii),
         tags=tags_of(session, ids),

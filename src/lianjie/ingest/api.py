@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction, utcnow
-from lianjie.errors import LianjieError, Unauthenticated
+from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, Unauthenticated
 from lianjie.identity.config import load_config
 from lianjie.ingest import service
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
@@ -42,19 +42,9 @@ MAX_BATCH_MESSAGES = 2500
 _RETRIES = 5
 
 
-class TooLarge(LianjieError):
-    status_code = 413
-    code = "too_large"
-
-
-class BadRequest(LianjieError):
-    status_code = 400
-    code = "invalid"
-
-
 def _decode_body(body: bytes, encoding: str | None, limit: int) -> Any:
     if len(body) > limit:
-        raise TooLarge(f"the request body is larger than {limit // 1024} KB")
+        raise PayloadTooLarge(f"the request body is larger than {limit // 1024} KB")
     if encoding and encoding.lower().strip() == "gzip":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
@@ -62,7 +52,7 @@ def _decode_body(body: bytes, encoding: str | None, limit: int) -> Any:
         except zlib.error:
             raise BadRequest("the body is not valid gzip", field="body") from None
         if len(body) > limit or inflater.unconsumed_tail:
-            raise TooLarge(f"the uncompressed body is larger than {limit // 1024} KB")
+            raise PayloadTooLarge(f"the uncompressed body is larger than {limit // 1024} KB")
     elif encoding and encoding.lower().strip() not in ("identity", ""):
         raise LianjieError(f"unsupported Content-Encoding {encoding!r}; send gzip or nothing",
                            code="unsupported_encoding")
@@ -103,7 +93,7 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
             raise BadRequest("a batch body is {\"batch\": [...]}", field="batch")
         raws, batch_sent_at = body["batch"], _sent_at(body)
         if len(raws) > MAX_BATCH_MESSAGES:
-            raise TooLarge(f"a batch holds at most {MAX_BATCH_MESSAGES} messages; this one has {len(raws)}")
+            raise PayloadTooLarge(f"a batch holds at most {MAX_BATCH_MESSAGES} messages; this one has {len(raws)}")
     else:
         raws, batch_sent_at = [body], None
     good, bad = service.check_messages(raws, implied_type=implied_type, batch_sent_at=batch_sent_at,
