@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import resource
 import shutil
 import sys
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         parent_mib, child_mib = _peak_rss_mib(resource.RUSAGE_SELF), _peak_rss_mib(resource.RUSAGE_CHILDREN)
         rows = report.order_lines + report.events
         baseline = _csv_baseline(rows, scratch)
-        workers = min(args.workers or SCALES[args.scale].parts, SCALES[args.scale].parts)
+        workers = min(args.workers or os.cpu_count() or 1, SCALES[args.scale].parts)
         print(f"scale {args.scale}, seed {args.seed}, workers {args.workers or 'auto'}, parts "
               f"{SCALES[args.scale].parts}")
         print(f"wall seconds       {wall:12.1f}")
