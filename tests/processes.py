@@ -60,8 +60,10 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
 def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``lianjie serve`` and wait until /healthz answers."""
     port = port or free_port()
+    log = (cli.cwd / "server.log").open("ab")  # a file, not a pipe: a chatty server must never block
     process = subprocess.Popen([sys.executable, "-m", "lianjie", "serve", "--port", str(port)], cwd=cli.cwd,
-                               env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               env=cli.env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -72,7 +74,7 @@ def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[by
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"server did not start: {process.stderr.read().decode() if process.stderr else ''}")
+            raise RuntimeError(f"server did not start: {(cli.cwd / 'server.log').read_text()[-3000:]}")
         time.sleep(0.2)
 
 

@@ -68,7 +68,7 @@ def unit_of_work() -> Iterator[Session]:
     """A session committed at the end of the command; domain errors become a clean exit."""
     engine = engine_from_settings(get_settings())
     try:
-        with transaction(make_session_factory(engine)) as session:
+        with transaction(make_session_factory(engine), write=True) as session:
             yield session
     except LianjieError as exc:
         where = f" ({exc.field})" if exc.field else ""

@@ -18,9 +18,17 @@ from lianjie.errors import Conflict, LianjieError
 log = logging.getLogger(__name__)
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """The request's unit of work: committed when the handler returns, before the response is sent."""
-    with transaction(request.app.state.session_factory) as session:
+    """The request's unit of work: committed when the handler returns, before the response is sent.
+
+    A request that may write takes SQLite's write lock at BEGIN: a transaction that reads first and
+    writes later fails at once (not after a wait) if another writer committed in between.
+    """
+    write = request.method not in READ_METHODS
+    with transaction(request.app.state.session_factory, write=write) as session:
         yield session
 
 

@@ -109,6 +109,8 @@ def test_api_key_lifecycle(client: TestClient, db: Session, admin: dict[str, str
     assert all("key" not in k for k in listed)
     assert body["id"] in [k["id"] for k in listed]
     assert client.get("/api/v1/stores", headers=bearer(secret)).status_code == 200
+    used = next(k for k in client.get("/api/v1/api-keys", headers=admin).json() if k["id"] == body["id"])
+    assert used["last_used_at"] is not None
     revoked = client.delete(f"/api/v1/api-keys/{body['id']}", headers=admin)
     assert revoked.status_code == 200
     assert revoked.json()["revoked_at"]

@@ -1,7 +1,7 @@
 """A merchant's identity rules: identifier types with priority and per-profile limits, blocked values.
 
-Stored as one JSON document per merchant (``identity_settings``) and seeded from the defaults below
-the first time they are read, so an operator can edit every rule, including the default blocked values.
+Stored as one JSON document per merchant (``identity_settings``); until an operator saves one, the
+defaults below apply, and every rule is editable, including the default blocked values.
 
 Priority decides which link is dropped when a merge would break a limit: the message is attributed to
 its highest-priority identifier, and lower-priority identifiers that would break a limit are left
@@ -98,13 +98,13 @@ def parse_document(doc: dict[str, Any]) -> IdentityConfig:
 
 
 def load_config(session: Session, tenant_id: int) -> IdentityConfig:
-    """The merchant's rules, seeding the defaults on first use."""
+    """The merchant's rules: the saved document, or the defaults until an operator saves one.
+
+    Reading never writes, so it is safe in any transaction (a read that wrote would need SQLite's
+    write lock on every ingestion request).
+    """
     row = session.get(IdentitySettings, tenant_id)
-    if row is None:
-        row = IdentitySettings(tenant_id=tenant_id, config=default_document())
-        session.add(row)
-        session.flush()
-    return parse_document(row.config)
+    return parse_document(row.config if row is not None else default_document())
 
 
 def save_config(session: Session, tenant_id: int, doc: dict[str, Any]) -> IdentityConfig:

@@ -20,6 +20,7 @@ from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity.config import load_config, save_config
 from lianjie.identity.identifiers import normalise
 from lianjie.identity.models import Identifier, IdentityConflict, Merge, Profile
+from lianjie.identity.resolution import lock_identity_graph
 from lianjie.identity.schemas import SuspiciousValue
 from lianjie.identity.service import identifier_value, mask, members, root_of
 
@@ -42,6 +43,7 @@ def _root(session: Session, profile_id: int) -> int:
 
 def unmerge(session: Session, tenant_id: int, merge_id: int, reason: str = "operator") -> Merge:
     """Undo one merge (see the module docstring); undoing it twice is refused as a conflict."""
+    lock_identity_graph(session, tenant_id)
     merge = session.scalar(select(Merge).where(Merge.tenant_id == tenant_id, Merge.id == merge_id))
     if merge is None:
         raise NotFound(f"no merge {merge_id}", code="merge_not_found")

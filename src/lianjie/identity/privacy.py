@@ -18,6 +18,7 @@ from lianjie.crypto import PiiCipher
 from lianjie.db import utcnow
 from lianjie.identity import pii
 from lianjie.identity.models import Consent, ErasedIdentifier, Event, Identifier, Merge, Profile, ProfileTag
+from lianjie.identity.resolution import lock_identity_graph
 from lianjie.identity.schemas import ConsentIn, ConsentOut
 from lianjie.identity.service import current_consent, get_profile, members, root_of
 
@@ -64,6 +65,7 @@ def _anonymous_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 def erase(session: Session, cipher: PiiCipher, tenant_id: int, profile_id: int) -> dict[str, int]:
     """Erase the person behind ``profile_id`` (all of its merged profiles); safe to repeat."""
+    lock_identity_graph(session, tenant_id)
     root = root_of(session, tenant_id, profile_id)
     ids = [p.id for p in members(session, tenant_id, root)]
     identifiers = session.scalars(select(Identifier).where(Identifier.profile_id.in_(ids))).all()

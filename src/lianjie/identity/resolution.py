@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
@@ -34,6 +34,20 @@ from lianjie.db import allocate_ids, utcnow
 from lianjie.identity.config import IdentityConfig
 from lianjie.identity.identifiers import Ident, is_pii
 from lianjie.identity.models import ErasedIdentifier, Identifier, IdentityConflict, Merge, Profile
+
+_GRAPH_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def lock_identity_graph(session: Session, tenant_id: int) -> None:
+    """One writer of a merchant's identity graph at a time, until the transaction ends.
+
+    Resolution reads the graph and then changes it; two batches doing that at once could both merge
+    the same customer. SQLite's write lock (``transaction(write=True)``) already serialises them; on
+    PostgreSQL a transaction-level advisory lock per merchant does.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_GRAPH_LOCK, {"key": 0x4C4A_0000_0000 + tenant_id})
+
 
 PROFILES: Table = Profile.__table__  # type: ignore[assignment]
 IDENTIFIERS: Table = Identifier.__table__  # type: ignore[assignment]

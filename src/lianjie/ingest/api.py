@@ -21,7 +21,6 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,11 +30,10 @@ from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, Unauthenti
 from lianjie.identity.config import load_config
 from lianjie.ingest import service
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
-from lianjie.tenants.keys import authenticate
+from lianjie.tenants.keys import authenticate, record_use
 from lianjie.tenants.models import ApiKeyKind
 
 router = APIRouter(prefix="/v1", tags=["tracking (Segment-compatible)"])
-_ADVISORY = text("SELECT pg_advisory_xact_lock(:key)")
 
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
@@ -76,17 +74,14 @@ def _write_key(authorization: str | None, body: Any) -> str:
                           code="missing_api_key")
 
 
-def _lock_tenant(session: Session, tenant_id: int) -> None:
-    """Serialise identity resolution per merchant on PostgreSQL (SQLite's write lock already does)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_ADVISORY, {"key": 0x4C4A_0000_0000 + tenant_id})
-
-
 def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any, implied_type: str | None,
             received_at: dt.datetime) -> service.BatchResult:
     """Authenticate, validate and store; the stored batch is committed before this returns."""
     with transaction(factory) as session:
         caller = authenticate(session, _write_key(authorization, body), ApiKeyKind.WRITE)
+    if caller.usage_stale:
+        with transaction(factory, write=True) as session:
+            record_use(session, caller)
     source = service.Source(caller.tenant_id, caller.source)
     if implied_type is None:
         if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
@@ -123,7 +118,6 @@ def _store_with_retry(factory: sessionmaker[Session], source: service.Source, go
     for attempt in range(_RETRIES):
         try:
             with transaction(factory, write=True) as session:
-                _lock_tenant(session, source.tenant_id)
                 return service.store_prepared(session, cipher, config, source, prepared)
         except (IntegrityError, OperationalError):
             if attempt == _RETRIES - 1:

@@ -23,7 +23,7 @@ from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, extract
 from lianjie.identity.models import Event, Identifier
-from lianjie.identity.resolution import BatchResolver
+from lianjie.identity.resolution import BatchResolver, lock_identity_graph
 from lianjie.identity.traits import Touch, apply_touches
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, Message, validate
 
@@ -137,6 +137,7 @@ def store(session: Session, cipher: PiiCipher, source: Source, messages: list[Me
 def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, source: Source,
                    prepared: list[Prepared]) -> BatchResult:
     """Resolve identities and write events; this is the part that holds the write lock."""
+    lock_identity_graph(session, source.tenant_id)
     result = BatchResult()
     new_ids = _new_message_ids(session, source.tenant_id, [p.message.message_id for p in prepared])
     fresh, seen = [], set()

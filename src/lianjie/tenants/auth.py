@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
 
+from lianjie.db import transaction
 from lianjie.errors import Forbidden, Unauthenticated
-from lianjie.http import DbSession
-from lianjie.tenants.keys import Caller, authenticate
+from lianjie.http import READ_METHODS, DbSession
+from lianjie.tenants.keys import Caller, authenticate, record_use
 from lianjie.tenants.models import ApiKeyKind
 
 
@@ -26,15 +28,26 @@ def bearer_secret(authorization: str | None) -> str:
     return secret.strip()
 
 
+def _record_use(request: Request, session: Session, caller: Caller) -> None:
+    """A writing request notes the use in its own transaction; a reading one in a short separate one."""
+    if request.method in READ_METHODS:
+        with transaction(request.app.state.session_factory, write=True) as side:
+            record_use(side, caller)
+    else:
+        record_use(session, caller)
+
+
 def RequireScope(scope: str) -> Any:  # noqa: N802 - reads as a type in signatures
     """A dependency that authenticates an admin key and insists on ``scope``."""
 
-    def dependency(session: DbSession,
+    def dependency(request: Request, session: DbSession,
                    authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Caller:
         caller = authenticate(session, bearer_secret(authorization), ApiKeyKind.ADMIN)
         if not caller.allows(scope):
             raise Forbidden(f"this key lacks the scope {scope!r}", code="missing_scope",
                             details={"required": scope})
+        if caller.usage_stale:
+            _record_use(request, session, caller)
         return caller
 
     return Depends(dependency)

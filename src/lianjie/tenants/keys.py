@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lianjie.db import utcnow
@@ -52,6 +52,7 @@ class Caller:
     kind: ApiKeyKind
     scopes: frozenset[str]
     source: str | None = None
+    usage_stale: bool = False  # last_used_at is over a minute old: record_use() when convenient
 
     def allows(self, scope: str) -> bool:
         return scope_allows(self.scopes, scope)
@@ -138,9 +139,15 @@ def authenticate(session: Session, secret: str, kind: ApiKeyKind) -> Caller:
             raise Forbidden("this is a write key: it can only send events to /v1/*; use an admin key",
                             code="wrong_key_kind")
         raise Unauthenticated("this is an admin key: send events with a write key", code="wrong_key_kind")
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
-        key.last_used_at = now
-        session.flush()
+    stale = key.last_used_at is None or utcnow() - key.last_used_at > _LAST_USED_RESOLUTION
     return Caller(tenant_id=key.tenant_id, key_id=key.id, kind=ApiKeyKind(key.kind),
-                  scopes=frozenset(key.scopes), source=key.source)
+                  scopes=frozenset(key.scopes), source=key.source, usage_stale=stale)
+
+
+def record_use(session: Session, caller: Caller) -> None:
+    """Note that a key was used (to the minute).
+
+    Kept out of :func:`authenticate` so that authenticating never writes: a read that writes would
+    turn every GET into a write transaction, which on SQLite fails rather than waits under load.
+    """
+    session.execute(update(ApiKey).where(ApiKey.id == caller.key_id).values(last_used_at=utcnow()))
