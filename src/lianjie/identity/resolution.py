@@ -116,16 +116,25 @@ class BatchResolver:
                        func.coalesce(Profile.merged_into_id, Profile.id))
                 .join(Profile, Profile.id == Identifier.profile_id)
                 .where(Identifier.tenant_id == self.tenant_id, Identifier.value_hash.in_(chunk))).all()
-            self.erased.update(self.session.execute(
-                select(ErasedIdentifier.type, ErasedIdentifier.value_hash)
-                .where(ErasedIdentifier.tenant_id == self.tenant_id, ErasedIdentifier.value_hash.in_(chunk)))
-                .all())
+        self._load_erased(wanted - {row[2] for row in rows})
         roots = set()
         for ident_id, type_, value_hash, profile_id, root in rows:
             self.known[(type_, value_hash)] = Known(ident_id, profile_id)
             self.root_of[profile_id] = root
             roots.add(root)
         self._load_customers(roots - set(self.members))
+
+    def _load_erased(self, unknown: set[str]) -> None:
+        """Which never-seen values belonged to an erased person (most merchants have erased no one)."""
+        if not unknown or self.session.scalar(select(ErasedIdentifier.id).where(
+                ErasedIdentifier.tenant_id == self.tenant_id).limit(1)) is None:
+            return
+        hashes = list(unknown)
+        for start in range(0, len(hashes), 500):
+            self.erased.update(self.session.execute(
+                select(ErasedIdentifier.type, ErasedIdentifier.value_hash).where(
+                    ErasedIdentifier.tenant_id == self.tenant_id,
+                    ErasedIdentifier.value_hash.in_(hashes[start:start + 500]))).all())
 
     def _load_customers(self, roots: set[int]) -> None:
         """Members of these customers and their identifier counts (queries that use the indexes)."""
