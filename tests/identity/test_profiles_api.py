@@ -89,6 +89,9 @@ def test_consent_keeps_history_and_shows_the_latest(client: TestClient, setup: d
     current = client.post(path, json=yes | {"granted": False, "source": "短信退订 TD",
                                             "recorded_at": "2026-02-01T08:00:00+08:00"}, headers=admin).json()
     assert [(c["channel"], c["granted"], c["source"]) for c in current] == [("sms", False, "短信退订 TD")]
+    retried = client.post(path, json=yes | {"granted": False, "source": "短信退订 TD",
+                                            "recorded_at": "2026-02-01T08:00:00+08:00"}, headers=admin).json()
+    assert retried == current
     assert client.post(path, json=yes | {"channel": "pigeon"}, headers=admin).status_code == 422
     export = client.post(f"/api/v1/profiles/{setup['id']}/export", headers=admin).json()
     assert [c["granted"] for c in export["consent_history"]] == [True, False]

@@ -24,13 +24,22 @@ from lianjie.identity.service import current_consent, get_profile, members, root
 
 
 def record_consent(session: Session, tenant_id: int, profile_id: int, decision: ConsentIn) -> list[ConsentOut]:
-    """Append a consent decision (history is kept); returns the customer's current consent."""
+    """Append a consent decision (history is kept); returns the customer's current consent.
+
+    Repeating the current decision from the same source adds nothing, so a retried request is safe.
+    """
     root = root_of(session, tenant_id, profile_id)
-    session.add(Consent(tenant_id=tenant_id, profile_id=root, purpose=decision.purpose.value,
-                        channel=decision.channel.value, granted=decision.granted, source=decision.source,
-                        recorded_at=decision.recorded_at or utcnow()))
-    session.flush()
-    return current_consent(session, [p.id for p in members(session, tenant_id, root)])
+    ids = [p.id for p in members(session, tenant_id, root)]
+    current = {(c.purpose, c.channel): c for c in current_consent(session, ids)}
+    latest = current.get((decision.purpose.value, decision.channel.value))
+    repeated = latest is not None and latest.granted == decision.granted and latest.source == decision.source \
+        and (decision.recorded_at is None or latest.recorded_at == decision.recorded_at)
+    if not repeated:
+        session.add(Consent(tenant_id=tenant_id, profile_id=root, purpose=decision.purpose.value,
+                            channel=decision.channel.value, granted=decision.granted, source=decision.source,
+                            recorded_at=decision.recorded_at or utcnow()))
+        session.flush()
+    return current_consent(session, ids)
 
 
 def export(session: Session, cipher: PiiCipher, tenant_id: int, profile_id: int) -> dict[str, Any]:
