@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import get_cipher
@@ -40,6 +40,23 @@ def _differences(row: Any, wanted: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return diffs
 
 
+def _replay(existing: Any, wanted: dict[str, Any], what: str, code: str, field: str) -> None:
+    """Accept an identical repeat of a create; refuse one that differs, naming the fields."""
+    diffs = _differences(existing, wanted)
+    if diffs:
+        if diffs.pop("phone_hash", None):
+            diffs["phone"] = {"stored": "(hidden)", "sent": "(hidden)"}
+        raise Conflict(f"{what} already exists with other values", code=code, field=field, details=diffs)
+
+
+def _equal_to(query: Select[Any], **filters: tuple[Any, Any]) -> Select[Any]:
+    """Add ``column == value`` for every filter whose value was given."""
+    for column, value in filters.values():
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
 # ---- merchants -------------------------------------------------------------------------------------
 
 
@@ -47,10 +64,7 @@ def create_merchant(session: Session, data: MerchantCreate) -> tuple[Merchant, b
     """Create a merchant; returns ``(merchant, created)``; an identical replay is not an error."""
     existing = session.scalar(select(Merchant).where(Merchant.slug == data.slug))
     if existing is not None:
-        diffs = _differences(existing, data.model_dump())
-        if diffs:
-            raise Conflict(f"merchant {data.slug!r} already exists with other values",
-                           code="merchant_exists", field="slug", details=diffs)
+        _replay(existing, data.model_dump(), f"merchant {data.slug!r}", "merchant_exists", "slug")
         return existing, False
     merchant = Merchant(**data.model_dump())
     session.add(merchant)
@@ -96,10 +110,7 @@ def add_store(session: Session, tenant_id: int, data: StoreCreate) -> tuple[Stor
     wanted = data.model_dump()
     existing = session.scalar(select(Store).where(Store.tenant_id == tenant_id, Store.code == data.code))
     if existing is not None:
-        diffs = _differences(existing, wanted)
-        if diffs:
-            raise Conflict(f"store {data.code!r} already exists with other values",
-                           code="store_exists", field="code", details=diffs)
+        _replay(existing, wanted, f"store {data.code!r}", "store_exists", "code")
         return existing, False
     store = Store(tenant_id=tenant_id, **wanted)
     session.add(store)
@@ -109,13 +120,8 @@ def add_store(session: Session, tenant_id: int, data: StoreCreate) -> tuple[Stor
 
 def list_stores(session: Session, tenant_id: int, *, city: str | None = None, type: str | None = None,
                 status: str | None = None, limit: int = 100, offset: int = 0) -> tuple[Sequence[Store], int]:
-    query = select(Store).where(Store.tenant_id == tenant_id)
-    if city is not None:
-        query = query.where(Store.city == city)
-    if type is not None:
-        query = query.where(Store.type == type)
-    if status is not None:
-        query = query.where(Store.status == status)
+    query = _equal_to(select(Store).where(Store.tenant_id == tenant_id), city=(Store.city, city),
+                      type=(Store.type, type), status=(Store.status, status))
     return paginate(session, query.order_by(Store.code), limit, offset)
 
 
@@ -155,12 +161,8 @@ def add_staff(session: Session, tenant_id: int, data: StaffCreate) -> tuple[Staf
     phone_hash = get_cipher().lookup_hash("staff_phone", _normalise_phone(data.phone)) if data.phone else None
     existing = get_staff_or_none(session, tenant_id, data.staff_no)
     if existing is not None:
-        diffs = _differences(existing, wanted | {"phone_hash": phone_hash})
-        if diffs:
-            if diffs.pop("phone_hash", None):
-                diffs["phone"] = {"stored": "(hidden)", "sent": "(hidden)"}
-            raise Conflict(f"staff member {data.staff_no!r} already exists with other values",
-                           code="staff_exists", field="staff_no", details=diffs)
+        _replay(existing, wanted | {"phone_hash": phone_hash}, f"staff member {data.staff_no!r}", "staff_exists",
+                "staff_no")
         return existing, False
     staff = Staff(tenant_id=tenant_id, staff_no=data.staff_no, phone_hash=phone_hash, **wanted)
     if data.phone:
@@ -176,13 +178,9 @@ def get_staff_or_none(session: Session, tenant_id: int, staff_no: str) -> Staff 
 
 def list_staff(session: Session, tenant_id: int, *, store_code: str | None = None, role: str | None = None,
                status: str | None = None, limit: int = 100, offset: int = 0) -> tuple[Sequence[Staff], int]:
-    query = select(Staff).where(Staff.tenant_id == tenant_id)
-    if store_code is not None:
-        query = query.where(Staff.store_id == get_store(session, tenant_id, store_code).id)
-    if role is not None:
-        query = query.where(Staff.role == role)
-    if status is not None:
-        query = query.where(Staff.status == status)
+    store_id = get_store(session, tenant_id, store_code).id if store_code is not None else None
+    query = _equal_to(select(Staff).where(Staff.tenant_id == tenant_id), store=(Staff.store_id, store_id),
+                      role=(Staff.role, role), status=(Staff.status, status))
     return paginate(session, query.order_by(Staff.staff_no), limit, offset)
 
 
