@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from lianjie.db import create_db_engine
+from lianjie.identity.models import Merge
+from lianjie.tenants.models import Merchant
 from tests.processes import Cli
 
 
@@ -65,3 +69,34 @@ def test_cli_errors_are_clear_and_change_nothing(cli: Cli) -> None:
     assert "unknown_scope" in bad_scope.stderr
     assert cli.json("store", "list", "-t", "huamei")["stores"] == []
     assert cli.json("staff", "list", "-t", "huamei")["staff"] == []
+
+
+def test_operator_reviews_identities_from_the_cli(cli: Cli, database_url: str | None) -> None:
+    cli.run("db", "upgrade")
+    loaded = cli.json("demo", "load", "--scale", "tiny")
+    assert loaded["events"]["accepted"] > 0
+    slug = loaded["merchants"][0]["slug"]
+    truth = next((Path(loaded["world"]) / "truth").glob(f"{slug}-customers.csv")).read_text().splitlines()
+    header = truth[0].split(",")
+    member = next(dict(zip(header, line.split(","), strict=True)) for line in truth[1:]
+                  if line.split(",")[header.index("member_no")])
+    found = cli.json("identity", "find", "-t", slug, f"member_no={member['member_no']}")["profiles"]
+    assert len(found) == 1
+    assert ("member_no", member["member_no"]) in {(i["type"], i["value"]) for i in found[0]["identifiers"]}
+    assert cli.run("identity", "find", "-t", slug, "member_no", ok=False).returncode == 2
+    assert cli.json("identity", "suspicious", "-t", slug, "--min-merges", "2")["suspicious"] is not None
+    blocked = cli.json("identity", "block", "-t", slug, "--type", "phone", "--value", "13911112222")
+    assert blocked == {"blocked": True, "undone_merges": []}
+    engine = create_db_engine(database_url or f"sqlite:///{cli.cwd / 'var' / 'lianjie.db'}")
+    with engine.connect() as conn:
+        merge_id = conn.scalar(select(Merge.id).join(Merchant, Merchant.id == Merge.tenant_id)
+                               .where(Merchant.slug == slug).limit(1))
+    engine.dispose()
+    assert merge_id is not None, "the tiny world links some web visitors to members"
+    undone = cli.json("identity", "unmerge", "-t", slug, str(merge_id))
+    assert undone["id"] == merge_id
+    again = cli.run("identity", "unmerge", "-t", slug, str(merge_id), ok=False)
+    assert "already_undone" in again.stderr
+    missing = cli.run("identity", "unmerge", "-t", slug, "999999", ok=False)
+    assert missing.returncode == 1
+    assert "merge_not_found" in missing.stderr

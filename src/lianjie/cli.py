@@ -27,10 +27,13 @@ from sqlalchemy.orm import Session
 from lianjie import migrate
 from lianjie.app import create_app
 from lianjie.config import get_settings
+from lianjie.crypto import get_cipher
 from lianjie.db import engine_from_settings, make_session_factory, transaction
 from lianjie.demo import generate as demo_generate
 from lianjie.demo import load as demo_load
 from lianjie.errors import LianjieError
+from lianjie.identity import merging
+from lianjie.identity import service as identity_service
 from lianjie.tenants import keys, service
 from lianjie.tenants.models import ApiKeyKind, Merchant, StaffRole, StoreType
 from lianjie.tenants.schemas import (
@@ -51,8 +54,10 @@ store_app = typer.Typer(help="A merchant's stores.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and shopping guides (导购).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys: write keys for event sources, admin keys with scopes.", no_args_is_help=True)
 demo_app = typer.Typer(help="The generated demo retail world.", no_args_is_help=True)
+identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
+                           no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
-                  (apikey_app, "apikey"), (demo_app, "demo")):
+                  (apikey_app, "apikey"), (identity_app, "identity"), (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -273,6 +278,77 @@ def apikey_revoke(tenant: TenantOpt, key_id: Annotated[int, typer.Argument()], a
         merchant = service.get_merchant(session, tenant)
         out = ApiKeyOut.model_validate(keys.revoke_api_key(session, merchant.id, key_id))
     emit(as_json, out.model_dump(mode="json"), lambda: console.print(f"key {out.id} revoked at {out.revoked_at}"))
+
+
+# ---- identity --------------------------------------------------------------------------------------
+
+
+@identity_app.command("find")
+def identity_find(tenant: TenantOpt,
+                  identifier: Annotated[list[str], typer.Argument(help="type=value, e.g. phone=13912345678")],
+                  as_json: JsonFlag = False) -> None:
+    """Show the customer holding every given identifier (personal values shown: run by the operator)."""
+    wanted = {}
+    for item in identifier:
+        type_, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]invalid[/red] {item!r}: write type=value")
+            raise typer.Exit(2)
+        wanted[type_] = value
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        roots = sorted(identity_service.find_by_identifiers(session, get_cipher(), merchant.id, wanted))
+        found = [identity_service.get_profile(session, get_cipher(), merchant.id, r, reveal_pii=True) for r in roots]
+    payload = {"profiles": [p.model_dump(mode="json") for p in found]}
+
+    def human() -> None:
+        if not found:
+            console.print("no customer holds these identifiers")
+        for p in found:
+            console.print(f"customer {p.id} (merged: {p.merged_ids or '-'}), {p.event_count} events, "
+                          f"last seen {p.last_seen_at}")
+            for ident in p.identifiers:
+                console.print(f"  {ident.type:<22} {ident.value}")
+
+    emit(as_json, payload, human)
+
+
+@identity_app.command("suspicious")
+def identity_suspicious(tenant: TenantOpt, days: int = 7, min_merges: int = 5, as_json: JsonFlag = False) -> None:
+    """Values that merged many profiles lately (a new cashier placeholder, a shared device …)."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        rows = merging.suspicious_values(session, get_cipher(), merchant.id, days=days, min_merges=min_merges)
+    table = Table("type", "value", "merges", "first", "last")
+    for r in rows:
+        table.add_row(r.type, r.value, str(r.merges), str(r.first_merge_at), str(r.last_merge_at))
+    emit(as_json, {"suspicious": [r.model_dump(mode="json") for r in rows]}, lambda: console.print(table))
+
+
+@identity_app.command("block")
+def identity_block(tenant: TenantOpt, type_: Annotated[str, typer.Option("--type", help="Identifier type or '*'.")],
+                   value: Annotated[str, typer.Option(help="The value, as customers' data carries it.")],
+                   undo_merges: Annotated[bool, typer.Option(help="Undo the merges it caused.")] = True,
+                   as_json: JsonFlag = False) -> None:
+    """Block a value from linking anyone from now on, and undo the merges it caused."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        undone = merging.block_value(session, get_cipher(), merchant.id, type_, value, undo_merges=undo_merges)
+        ids = [m.id for m in undone]
+    emit(as_json, {"blocked": True, "undone_merges": ids},
+         lambda: console.print(f"blocked; {len(ids)} merge(s) undone"))
+
+
+@identity_app.command("unmerge")
+def identity_unmerge(tenant: TenantOpt, merge_id: Annotated[int, typer.Argument()],
+                     reason: str = "operator", as_json: JsonFlag = False) -> None:
+    """Undo one merge: the profiles it moved become their own customer again, with their events."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        merge = merging.unmerge(session, merchant.id, merge_id, reason)
+        out = {"id": merge.id, "survivor_id": merge.survivor_id, "merged_id": merge.merged_id,
+               "moved_ids": merge.moved_ids, "undone_at": str(merge.undone_at)}
+    emit(as_json, out, lambda: console.print(f"merge {merge_id} undone: profile {out['merged_id']} stands alone"))
 
 
 # ---- demo ------------------------------------------------------------------------------------------
