@@ -45,6 +45,13 @@ class PayloadTooLarge(LianjieError):
     code = "too_large"
 
 
+class ServiceBusy(LianjieError):
+    """The database stayed locked or kept conflicting; the client should retry (SDKs do on 503)."""
+
+    status_code = 503
+    code = "busy"
+
+
 class ValidationFailed(LianjieError):
     status_code = 422
     code = "invalid"

@@ -46,6 +46,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def _render(error: LianjieError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    if error.status_code == 503:
+        headers = {"Retry-After": "1"}
     return JSONResponse({"error": error.to_dict()}, status_code=error.status_code, headers=headers)
 
 

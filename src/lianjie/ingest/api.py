@@ -15,6 +15,7 @@ import base64
 import binascii
 import datetime as dt
 import zlib
+from contextlib import suppress
 from typing import Annotated, Any
 
 import orjson
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction, utcnow
-from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, Unauthenticated
+from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, ServiceBusy, Unauthenticated
 from lianjie.identity.config import load_config
 from lianjie.ingest import service
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
@@ -80,8 +81,8 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
     with transaction(factory) as session:
         caller = authenticate(session, _write_key(authorization, body), ApiKeyKind.WRITE)
     if caller.usage_stale:
-        with transaction(factory, write=True) as session:
-            record_use(session, caller)
+        with suppress(OperationalError), transaction(factory, write=True) as session:
+            record_use(session, caller)  # best effort: a busy database must not refuse the events
     source = service.Source(caller.tenant_id, caller.source)
     if implied_type is None:
         if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
@@ -119,9 +120,10 @@ def _store_with_retry(factory: sessionmaker[Session], source: service.Source, go
         try:
             with transaction(factory, write=True) as session:
                 return service.store_prepared(session, cipher, config, source, prepared)
-        except (IntegrityError, OperationalError):
+        except (IntegrityError, OperationalError) as exc:
             if attempt == _RETRIES - 1:
-                raise
+                raise ServiceBusy("the event store is busy; retry the same batch (it is safe: messageIds "
+                                  "make it idempotent)") from exc
     raise AssertionError("unreachable")
 
 

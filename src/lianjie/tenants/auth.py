@@ -6,9 +6,11 @@ caller's ``tenant_id`` then scopes every query, so one merchant's key never reac
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from lianjie.db import transaction
@@ -31,8 +33,8 @@ def bearer_secret(authorization: str | None) -> str:
 def _record_use(request: Request, session: Session, caller: Caller) -> None:
     """A writing request notes the use in its own transaction; a reading one in a short separate one."""
     if request.method in READ_METHODS:
-        with transaction(request.app.state.session_factory, write=True) as side:
-            record_use(side, caller)
+        with suppress(OperationalError), transaction(request.app.state.session_factory, write=True) as side:
+            record_use(side, caller)  # best effort: a busy database must not refuse a read
     else:
         record_use(session, caller)
 
