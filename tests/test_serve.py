@@ -25,5 +25,8 @@ def test_make_run_path_serves_health_docs_and_the_demo(tmp_path: Path) -> None:
                                 {"Authorization": f"Bearer {keys[first['slug']]['admin']}"})
         assert status == 200
         assert json.loads(body)["total"] == first["stores"] > 0
+        status, body = http_get(base + "/api/v1/products?limit=1",
+                                {"Authorization": f"Bearer {keys[first['slug']]['admin']}"})
+        assert json.loads(body)["total"] == first["products"] > 0
     # Loading again on a non-empty database is a no-op, as `make run` relies on.
     assert cli.json("demo", "load", "--scale", "tiny", "--if-empty")["loaded"] is False

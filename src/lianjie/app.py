@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie import __version__
+from lianjie.commerce.api import router as commerce_router
 from lianjie.config import Settings, get_settings
 from lianjie.db import engine_from_settings, make_session_factory
 from lianjie.http import DbSession, install_error_handlers
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None,
     app.include_router(tenants_router)
     app.include_router(identity_router)
     app.include_router(ingest_router)
+    app.include_router(commerce_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz(session: DbSession) -> dict[str, Any]:

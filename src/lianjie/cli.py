@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from lianjie import migrate
 from lianjie.app import create_app
+from lianjie.commerce import catalogue, csvfiles
 from lianjie.config import get_settings
 from lianjie.crypto import get_cipher
 from lianjie.db import engine_from_settings, make_session_factory, transaction
@@ -54,10 +55,11 @@ store_app = typer.Typer(help="A merchant's stores.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and shopping guides (导购).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys: write keys for event sources, admin keys with scopes.", no_args_is_help=True)
 demo_app = typer.Typer(help="The generated demo retail world.", no_args_is_help=True)
+catalogue_app = typer.Typer(help="Categories and products.", no_args_is_help=True)
 identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
                            no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
-                  (apikey_app, "apikey"), (identity_app, "identity"), (demo_app, "demo")):
+                  (apikey_app, "apikey"), (catalogue_app, "catalogue"), (identity_app, "identity"), (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -280,6 +282,27 @@ def apikey_revoke(tenant: TenantOpt, key_id: Annotated[int, typer.Argument()], a
     emit(as_json, out.model_dump(mode="json"), lambda: console.print(f"key {out.id} revoked at {out.revoked_at}"))
 
 
+# ---- catalogue -------------------------------------------------------------------------------------
+
+
+@catalogue_app.command("import")
+def catalogue_import(tenant: TenantOpt,
+                     categories: Annotated[Path | None, typer.Option(help="CSV: code,parent_code,name")] = None,
+                     products: Annotated[Path | None, typer.Option(
+                         help="CSV: sku,name,brand,category_code,price_fen,status")] = None,
+                     as_json: JsonFlag = False) -> None:
+    """Upsert categories and products from CSV (UTF-8 or GBK); bad rows are listed, good ones kept."""
+    category_rows = list(csvfiles.read_rows(categories)) if categories else []
+    product_rows = list(csvfiles.read_rows(products)) if products else []
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        summary = catalogue.import_catalogue(session, merchant.id, category_rows, product_rows)
+    emit(as_json, summary.model_dump(), lambda: console.print(
+        f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
+        f"rejected {len(summary.rejected)}" + "".join(f"\n  {r['kind']} line {r['line']}: {r['reason']}"
+                                                      for r in summary.rejected[:20])))
+
+
 # ---- identity --------------------------------------------------------------------------------------
 
 
@@ -404,17 +427,19 @@ def demo_load_cmd(scale: ScaleOpt = "small", seed: int = 42,
         loads = []
         for spec in world["merchants"]:
             loads.append(demo_load.load_merchant(session, spec))
+            demo_load.load_catalogue(session, world_dir, world, loads[-1])
             progress.advance(task)
     keys_path = settings.resolved_var_dir / "demo-keys.json"
     demo_load.save_keys(keys_path, loads)
     events = _load_demo_events(world_dir, world, loads, quiet=as_json)
     payload = {"loaded": True, "world": str(world_dir), "keys_file": str(keys_path), "events": events,
                "merchants": [{"slug": m.slug, "id": m.tenant_id, "created": m.created, "stores": m.stores,
-                              "staff": m.staff, "keys": m.keys} for m in loads]}
+                              "staff": m.staff, "products": m.products, "keys": m.keys} for m in loads]}
 
     def human() -> None:
         for m in loads:
-            console.print(f"{m.slug}: {m.stores} stores, {m.staff} staff{' (new)' if m.created else ''}")
+            console.print(f"{m.slug}: {m.stores} stores, {m.staff} staff, {m.products} products"
+                          f"{' (new)' if m.created else ''}")
         console.print(f"events: {events['accepted']:,.0f} stored, {events['duplicates']:,.0f} already there, "
                       f"{events['merges']:,.0f} merges, {events['rate']:,.0f} events/s")
         console.print(f"API keys for the demo merchants are in {keys_path}")

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
+from lianjie.commerce import catalogue, csvfiles
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction, utcnow
 from lianjie.ingest.service import BatchResult, Source, check_messages, store
@@ -35,6 +36,7 @@ class MerchantLoad:
     created: bool
     stores: int = 0
     staff: int = 0
+    products: int = 0
     keys: dict[str, str] = field(default_factory=dict)
 
 
@@ -46,6 +48,19 @@ def read_world(world_dir: Path) -> dict[str, Any]:
     if world.get("format") != 1:
         raise ValueError(f"{path}: unsupported demo world format {world.get('format')!r}")
     return world
+
+
+def load_catalogue(session: Session, world_dir: Path, world: dict[str, Any], load: MerchantLoad) -> None:
+    """The merchant's category tree and products, through the catalogue service (safe to repeat)."""
+    files = world.get("files", {}).get("catalogue", {}).get(load.slug)
+    if not files:
+        return
+    products = list(csvfiles.read_rows(world_dir / files["products"]))
+    summary = catalogue.import_catalogue(session, load.tenant_id,
+                                         csvfiles.read_rows(world_dir / files["categories"]), products)
+    if summary.rejected:
+        raise ValueError(f"{load.slug}: catalogue rows rejected: {summary.rejected[:3]}")
+    load.products = len(products)
 
 
 def load_merchant(session: Session, spec: dict[str, Any]) -> MerchantLoad:

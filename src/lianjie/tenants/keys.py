@@ -29,6 +29,7 @@ RESOURCES = {
     "apikeys": "API keys",
     "profiles": "customer profiles (OneID)",
     "events": "event history",
+    "catalogue": "categories and products",
     "orders": "orders and refunds",
     "loyalty": "points, tiers and memberships",
     "coupons": "coupons",

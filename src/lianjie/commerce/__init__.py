@@ -1,0 +1,1 @@
+"""Products and their category tree; orders, refunds and POS import build on these."""
