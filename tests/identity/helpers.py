@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from lianjie.crypto import get_cipher
 from lianjie.db import utcnow
 from lianjie.identity import service
+from lianjie.identity.recording import Source, StoreResult, store
 from lianjie.identity.schemas import ProfileOut
-from lianjie.ingest.service import BatchResult, Source, check_messages, store
+from lianjie.ingest.service import check_messages
 
 _counter = itertools.count()
 T0 = dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.UTC)
@@ -29,7 +30,7 @@ def msg(type_: str = "track", *, at: dt.datetime | None = None, **fields: Any) -
     return body
 
 
-def send(db: Session, tenant_id: int, *messages: dict[str, Any], source: str = "web") -> BatchResult:
+def send(db: Session, tenant_id: int, *messages: dict[str, Any], source: str = "web") -> StoreResult:
     received = utcnow()
     good, bad = check_messages(list(messages), implied_type=None, batch_sent_at=None, received_at=received)
     assert not bad, bad

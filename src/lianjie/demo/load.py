@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from lianjie.commerce import catalogue, csvfiles
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction, utcnow
-from lianjie.ingest.service import BatchResult, Source, check_messages, store
+from lianjie.identity.recording import Source, store
+from lianjie.ingest.service import BatchResult, check_messages
 from lianjie.tenants import keys, service
 from lianjie.tenants.models import ApiKeyKind
 from lianjie.tenants.schemas import ApiKeyCreate, MerchantCreate, StaffCreate, StoreCreate

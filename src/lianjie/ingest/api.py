@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction, utcnow
 from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, ServiceBusy, Unauthenticated
+from lianjie.identity import recording
 from lianjie.identity.config import load_config
 from lianjie.ingest import service
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
@@ -83,7 +84,7 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
     if caller.usage_stale:
         with suppress(OperationalError), transaction(factory, write=True) as session:
             record_use(session, caller)  # best effort: a busy database must not refuse the events
-    source = service.Source(caller.tenant_id, caller.source)
+    source = recording.Source(caller.tenant_id, caller.source)
     if implied_type is None:
         if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
             raise BadRequest("a batch body is {\"batch\": [...]}", field="batch")
@@ -109,17 +110,17 @@ def _sent_at(body: dict[str, Any]) -> dt.datetime | None:
         raise BadRequest(exc.message, field="sentAt") from None
 
 
-def _store_with_retry(factory: sessionmaker[Session], source: service.Source, good: list[Any],
-                      received_at: dt.datetime) -> service.BatchResult:
+def _store_with_retry(factory: sessionmaker[Session], source: recording.Source, good: list[Any],
+                      received_at: dt.datetime) -> recording.StoreResult:
     """Prepare outside the write lock, then store; a lost race on a new identifier is retried."""
     cipher = get_cipher()
     with transaction(factory) as session:
         config = load_config(session, source.tenant_id)
-    prepared = service.prepare(cipher, config, source, good, received_at)
+    prepared = recording.prepare(cipher, config, source, good, received_at)
     for attempt in range(_RETRIES):
         try:
             with transaction(factory, write=True) as session:
-                return service.store_prepared(session, cipher, config, source, prepared)
+                return recording.store_prepared(session, cipher, config, source, prepared)
         except (IntegrityError, OperationalError) as exc:
             if attempt == _RETRIES - 1:
                 raise ServiceBusy("the event store is busy; retry the same batch (it is safe: messageIds "

@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from lianjie.identity.recording import Message
 
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -28,20 +29,6 @@ class Invalid(Exception):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
-@dataclass(slots=True)
-class Message:
-    """A valid message with its times resolved."""
-
-    raw: dict[str, Any]
-    type: str
-    message_id: str
-    user_id: str | None
-    anonymous_id: str | None
-    timestamp: dt.datetime
-    original_timestamp: dt.datetime | None
-    sent_at: dt.datetime | None
 
 
 def parse_time(value: Any, field: str) -> dt.datetime | None:

@@ -1,4 +1,4 @@
-"""The ingestion pipeline: validate, drop repeats, resolve identities, store, in one transaction.
+"""Validating tracking calls; storing them is :mod:`lianjie.identity.recording`'s job.
 
 A batch is all-or-nothing in storage (one transaction) but not in validation: a bad message is
 reported with its index and field and the good ones are stored. A message whose ``messageId`` was
@@ -14,20 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, select
-from sqlalchemy.orm import Session
 
-from lianjie.crypto import PiiCipher
-from lianjie.db import insert_ignoring_duplicates
-from lianjie.identity import pii
-from lianjie.identity.config import IdentityConfig, load_config
-from lianjie.identity.identifiers import Ident, extract
-from lianjie.identity.models import Event, Identifier
-from lianjie.identity.resolution import BatchResolver, lock_identity_graph
-from lianjie.identity.traits import Touch, apply_touches
-from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, Message, validate
-
-EVENTS: Table = Event.__table__  # type: ignore[assignment]
+from lianjie.identity.recording import Message
+from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, validate
 
 
 @dataclass(frozen=True)
@@ -46,14 +35,6 @@ class BatchResult:
     conflicts: int = 0
 
 
-@dataclass
-class Source:
-    """Who sent the batch: the merchant and the write key's source name."""
-
-    tenant_id: int
-    name: str | None
-
-
 def check_messages(raws: Sequence[Any], *, implied_type: str | None, batch_sent_at: dt.datetime | None,
                    received_at: dt.datetime) -> tuple[list[Message], list[Rejected]]:
     """Validate every message; the good ones keep their order."""
@@ -67,114 +48,3 @@ def check_messages(raws: Sequence[Any], *, implied_type: str | None, batch_sent_
         except Invalid as exc:
             bad.append(Rejected(index, exc.field, exc.message))
     return good, bad
-
-
-def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -> set[str]:
-    """Those of ``message_ids`` not stored before for this merchant."""
-    ids = list(set(message_ids))
-    stored: set[str] = set()
-    for start in range(0, len(ids), 500):
-        stored.update(session.scalars(select(Event.message_id).where(
-            Event.tenant_id == tenant_id, Event.message_id.in_(ids[start:start + 500]))))
-    return set(ids) - stored
-
-
-def _alias_identifiers(session: Session, tenant_id: int, message: Message, idents: list[Ident],
-                       cipher: PiiCipher) -> list[Ident]:
-    """``alias`` ties ``previousId`` (an earlier userId, or else an anonymousId) to the new userId."""
-    previous = str(message.raw["previousId"])
-    as_user = Ident("user_id", previous, cipher.lookup_hash("user_id", previous))
-    known_user = session.scalar(select(Identifier.id).where(Identifier.tenant_id == tenant_id,
-                                                            Identifier.type == "user_id",
-                                                            Identifier.value_hash == as_user.hash))
-    if known_user is not None:
-        return [*idents, as_user]
-    return [*idents, Ident("anonymous_id", previous, cipher.lookup_hash("anonymous_id", previous))]
-
-
-def _message_traits(raw: dict[str, Any]) -> dict[str, Any]:
-    traits: dict[str, Any] = {}
-    context = raw.get("context") or {}
-    if isinstance(context.get("traits"), dict):
-        traits.update(context["traits"])
-    if raw["type"] == "identify" and isinstance(raw.get("traits"), dict):
-        traits.update(raw["traits"])
-    return traits
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A message made ready for storage before any lock is taken: identifiers found, PII sealed."""
-
-    message: Message
-    idents: list[Ident]
-    row: dict[str, Any]
-    traits: dict[str, Any]
-
-
-def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages: list[Message],
-            received_at: dt.datetime) -> list[Prepared]:
-    """The CPU-bound part of ingestion; it needs no database, so it runs outside the write lock."""
-    out = []
-    for message in messages:
-        clean, personal = pii.split(message.raw)
-        row = {"tenant_id": source.tenant_id, "message_id": message.message_id, "type": message.type,
-               "event": _event_name(message.raw), "profile_id": None, "user_id": message.user_id,
-               "anonymous_id": message.anonymous_id, "source": source.name, "timestamp": message.timestamp,
-               "original_timestamp": message.original_timestamp, "sent_at": message.sent_at,
-               "received_at": received_at, "payload": clean, "pii_encrypted": pii.seal(cipher, personal)}
-        out.append(Prepared(message, extract(message.raw, config, cipher), row, _message_traits(message.raw)))
-    return out
-
-
-def store(session: Session, cipher: PiiCipher, source: Source, messages: list[Message],
-          received_at: dt.datetime) -> BatchResult:
-    """Prepare, resolve and store valid messages in the caller's transaction."""
-    config = load_config(session, source.tenant_id)
-    return store_prepared(session, cipher, config, source, prepare(cipher, config, source, messages, received_at))
-
-
-def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, source: Source,
-                   prepared: list[Prepared]) -> BatchResult:
-    """Resolve identities and write events; this is the part that holds the write lock."""
-    lock_identity_graph(session, source.tenant_id)
-    result = BatchResult()
-    new_ids = _new_message_ids(session, source.tenant_id, [p.message.message_id for p in prepared])
-    fresh, seen = [], set()
-    for item in prepared:
-        if item.message.message_id in new_ids and item.message.message_id not in seen:
-            seen.add(item.message.message_id)
-            fresh.append(item)
-    result.duplicates = len(prepared) - len(fresh)
-    if not fresh:
-        return result
-    # alias: which previousId is meant depends on what is stored, so it is looked up here (prepared
-    # items are left untouched, as a retry may use them again).
-    idents = [_alias_identifiers(session, source.tenant_id, item.message, item.idents, cipher)
-              if item.message.type == "alias" else item.idents for item in fresh]
-    resolver = BatchResolver(session, source.tenant_id, config, cipher)
-    resolver.prefetch(i for group in idents for i in group)
-    profiles = []
-    for item, group in zip(fresh, idents, strict=True):
-        relax = frozenset({"user_id"}) if item.message.type == "alias" else frozenset()
-        resolution = resolver.resolve(group, item.message.message_id, item.message.timestamp, relax=relax)
-        profiles.append(resolution.profile_id)
-        result.merges += len(resolution.merged)
-        result.conflicts += resolution.conflicts
-    real = resolver.flush()
-    touches: dict[int, Touch] = {}
-    for item, temp_profile in zip(fresh, profiles, strict=True):
-        profile_id = real.get(temp_profile, temp_profile) if temp_profile is not None else None
-        item.row["profile_id"] = profile_id
-        if profile_id is not None:
-            moment = item.message.timestamp
-            touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)
-    session.execute(insert_ignoring_duplicates(session, EVENTS, ["tenant_id", "message_id"]), [i.row for i in fresh])
-    apply_touches(session, cipher, touches)
-    result.accepted = len(fresh)
-    return result
-
-
-def _event_name(raw: dict[str, Any]) -> str | None:
-    name = raw.get("event") if raw["type"] == "track" else raw.get("name")
-    return str(name)[:200] if name is not None else None
