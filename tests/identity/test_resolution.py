@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import get_cipher
-from lianjie.identity import merging
+from lianjie.identity import merging, service
 from lianjie.identity.models import Event, IdentityConflict, Merge
 from lianjie.tenants.models import Merchant
 from tests.factories import make_merchant
@@ -181,3 +181,16 @@ def test_merchants_never_share_customers(db: Session, shop: Merchant) -> None:
     ours, theirs = profile(db, shop.id, phone="13700000000"), profile(db, other.id, phone="13700000000")
     assert ours.id != theirs.id
     assert ours.event_count == theirs.event_count == 1
+
+
+def test_search_sums_activity_over_merged_profiles(db: Session, shop: Merchant) -> None:
+    send(db, shop.id, msg(userId="U1", traits={"city": "杭州"}, type_="identify"))
+    send(db, shop.id, msg(anonymousId="d-late", at=T0 + dt.timedelta(days=30)),
+         msg(anonymousId="d-late", at=T0 + dt.timedelta(days=31)))
+    send(db, shop.id, msg(userId="U1", anonymousId="d-late"))
+    rows, total = service.search(db, shop.id, trait=("city", "杭州"))
+    assert total == 1
+    assert rows[0].event_count == profile(db, shop.id, user_id="U1").event_count == 4
+    assert rows[0].last_seen_at == T0 + dt.timedelta(days=31)
+    recent, _ = service.search(db, shop.id, seen_after=T0 + dt.timedelta(days=20))
+    assert [r.id for r in recent] == [rows[0].id]

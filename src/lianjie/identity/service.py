@@ -154,17 +154,16 @@ def search(session: Session, tenant_id: int, *, tag: str | None = None, trait: t
     if trait is not None:
         key, value = trait
         matching = matching.where(Profile.traits[(key, 0)].as_string() == value)
-    query = (select(Profile.id, func.min(Profile.first_seen_at), func.max(Profile.last_seen_at),
-                    func.sum(Profile.event_count))
-             .where(Profile.tenant_id == tenant_id, Profile.merged_into_id.is_(None), Profile.id.in_(matching)))
-    query = query.group_by(Profile.id)
+    # Activity is summed over every base profile of a customer, as get_profile reports it.
+    last_seen = func.max(Profile.last_seen_at)
+    query = (select(root_expr, func.min(Profile.first_seen_at), last_seen, func.sum(Profile.event_count))
+             .where(Profile.tenant_id == tenant_id, root_expr.in_(matching)).group_by(root_expr))
     if seen_after is not None:
-        query = query.where(Profile.last_seen_at >= seen_after)
+        query = query.having(last_seen >= seen_after)
     if seen_before is not None:
-        query = query.where(Profile.last_seen_at < seen_before)
+        query = query.having(last_seen < seen_before)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.order_by(Profile.last_seen_at.desc().nulls_last(), Profile.id)
-                           .limit(limit).offset(offset)).all()
+    rows = session.execute(query.order_by(last_seen.desc().nulls_last(), root_expr).limit(limit).offset(offset)).all()
     return [ProfileSummary(id=r[0], first_seen_at=r[1], last_seen_at=r[2], event_count=r[3] or 0) for r in rows], total
 
 
