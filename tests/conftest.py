@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie import migrate
+from lianjie import migrate, wiring
 from lianjie.app import create_app
 from lianjie.config import Settings, get_settings
 from lianjie.crypto import get_cipher
@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("LIANJIE_DATABASE_URL", None)
     get_settings.cache_clear()
     get_cipher.cache_clear()
+    wiring.install()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie import __version__
+from lianjie import __version__, wiring
 from lianjie.commerce.api import router as commerce_router
 from lianjie.config import Settings, get_settings
 from lianjie.db import engine_from_settings, make_session_factory
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None,
                session_factory: sessionmaker[Session] | None = None) -> FastAPI:
     """Build the app; tests pass their own session factory bound to a rolled-back transaction."""
     settings = settings or get_settings()
+    wiring.install()
     if session_factory is None:
         session_factory = make_session_factory(engine_from_settings(settings))
     app = FastAPI(title="lianjie", version=__version__, description=DESCRIPTION)

@@ -24,7 +24,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lianjie import migrate
+from lianjie import migrate, wiring
 from lianjie.app import create_app
 from lianjie.commerce import catalogue, csvfiles
 from lianjie.config import get_settings
@@ -64,6 +64,13 @@ for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), 
 
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _main() -> None:
+    """lianjie (连接): private-domain retail operations."""
+    wiring.install()
+
 M = TypeVar("M", bound=BaseModel)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
 from lianjie.db import utcnow
+from lianjie.domain_events import publish
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity.config import load_config, save_config
+from lianjie.identity.events import MergeUndone
 from lianjie.identity.identifiers import normalise
 from lianjie.identity.models import Identifier, IdentityConflict, Merge, Profile
 from lianjie.identity.resolution import lock_identity_graph
@@ -61,6 +63,7 @@ def unmerge(session: Session, tenant_id: int, merge_id: int, reason: str = "oper
     merge.undone_at = utcnow()
     merge.undone_reason = reason[:200]
     session.flush()
+    publish(session, MergeUndone(tenant_id, merge.id, customer, merge.merged_id))
     return merge
 
 

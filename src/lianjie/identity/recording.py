@@ -9,7 +9,7 @@ events written and profiles' activity and traits updated (:func:`store_prepared`
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -55,6 +55,9 @@ class StoreResult:
     duplicates: int = 0
     merges: int = 0
     conflicts: int = 0
+    # messageId -> the base profile the message was attributed to (None: it carried no identifier).
+    # Only messages stored by this call appear; a repeat was attributed when first stored.
+    profiles: dict[str, int | None] = field(default_factory=dict)
 
 
 def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -> set[str]:
@@ -154,6 +157,7 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
     for item, temp_profile in zip(fresh, profiles, strict=True):
         profile_id = real.get(temp_profile, temp_profile) if temp_profile is not None else None
         item.row["profile_id"] = profile_id
+        result.profiles[item.message.message_id] = profile_id
         if profile_id is not None:
             moment = item.message.timestamp
             touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)

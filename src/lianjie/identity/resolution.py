@@ -31,7 +31,9 @@ from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
 from lianjie.db import allocate_ids, utcnow
+from lianjie.domain_events import publish
 from lianjie.identity.config import IdentityConfig
+from lianjie.identity.events import ProfilesMerged
 from lianjie.identity.identifiers import Ident, is_pii
 from lianjie.identity.models import ErasedIdentifier, Identifier, IdentityConflict, Merge, Profile
 
@@ -288,16 +290,22 @@ class BatchResolver:
         self.session.execute(IDENTIFIERS.insert(), rows)
 
     def _apply_merges(self, fix: Any) -> None:
+        made = []
         for pending in self.merges:
             survivor, merged = fix(pending.survivor), fix(pending.merged)
             moved = [fix(p) for p in pending.moved]
             self.session.execute(update(Profile).where(Profile.id.in_(moved)).values(merged_into_id=survivor))
             cause, via = self.known.get(pending.cause.key), self.known.get(pending.via.key)
-            self.session.add(Merge(tenant_id=self.tenant_id, survivor_id=survivor, merged_id=merged,
-                                   moved_ids=moved, cause_message_id=pending.message_id,
-                                   cause_identifier_id=cause.id if cause else None, cause_type=pending.cause.type,
-                                   via_identifier_id=via.id if via else None))
+            merge = Merge(tenant_id=self.tenant_id, survivor_id=survivor, merged_id=merged,
+                          moved_ids=moved, cause_message_id=pending.message_id,
+                          cause_identifier_id=cause.id if cause else None, cause_type=pending.cause.type,
+                          via_identifier_id=via.id if via else None)
+            self.session.add(merge)
+            made.append(merge)
         self.session.flush()
+        for merge in made:
+            publish(self.session, ProfilesMerged(self.tenant_id, merge.id, merge.survivor_id, merge.merged_id,
+                                                 tuple(merge.moved_ids)))
 
     def _rebase(self, real: dict[int, int]) -> None:
         """Replace temporary ids in the caches so the next batch on this resolver sees real ones."""
