@@ -15,6 +15,7 @@ from lianjie.db import engine_from_settings, make_session_factory
 from lianjie.http import DbSession, install_error_handlers
 from lianjie.identity.api import router as identity_router
 from lianjie.ingest.api import router as ingest_router
+from lianjie.loyalty.api import router as loyalty_router
 from lianjie.tenants.api import router as tenants_router
 
 DESCRIPTION = """
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None,
     app.include_router(identity_router)
     app.include_router(ingest_router)
     app.include_router(commerce_router)
+    app.include_router(loyalty_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz(session: DbSession) -> dict[str, Any]:

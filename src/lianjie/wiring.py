@@ -6,6 +6,9 @@ domain; the domains themselves never import upwards.
 
 from __future__ import annotations
 
+from lianjie.loyalty import subscribers as loyalty_subscribers
+
 
 def install() -> None:
     """Subscribe every domain's handlers (idempotent)."""
+    loyalty_subscribers.install()

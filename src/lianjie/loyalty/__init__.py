@@ -1,0 +1,1 @@
+"""Loyalty: the points programme, ledger and tiers (later paid plans, coupons, coalitions)."""

@@ -1,0 +1,113 @@
+"""Loyalty API: the programme, a customer's points (balance, history, earn, spend with hold, adjust)
+and tier. A profile id may be any profile of the customer; answers are about the whole customer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from lianjie.http import DbSession, RowId
+from lianjie.loyalty import ledger, programme, service, tiers
+from lianjie.loyalty.schemas import (
+    AdjustIn,
+    BalanceOut,
+    EarnIn,
+    EntryOut,
+    ManualTierIn,
+    OperationOut,
+    SpendIn,
+    TierOut,
+)
+from lianjie.pagination import MAX_LIMIT, Page
+from lianjie.tenants.auth import RequireScope
+from lianjie.tenants.keys import Caller
+
+router = APIRouter(prefix="/api/v1/loyalty", tags=["loyalty"])
+Reader = Annotated[Caller, RequireScope("loyalty:read")]
+Writer = Annotated[Caller, RequireScope("loyalty:write")]
+REPLAY: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The idempotency key was applied before: the stored result, nothing applied."}}
+
+
+def _answer(result: ledger.Result, response: Response) -> OperationOut:
+    response.status_code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
+    return OperationOut(operation_id=result.operation_id, kind=result.kind, points=result.points,
+                        replayed=result.replayed, hold_status=result.hold_status, outcome=result.outcome)
+
+
+@router.get("/programme")
+def get_programme(session: DbSession, caller: Reader) -> dict[str, Any]:
+    """The programme's rules (the defaults until the merchant saves their own)."""
+    return programme.load(session, caller.tenant_id).model_dump(mode="json")
+
+
+@router.put("/programme")
+def put_programme(body: dict[str, Any], session: DbSession, caller: Writer) -> dict[str, Any]:
+    """Replace the programme's rules; a bad document gets 422 naming the field."""
+    return programme.save(session, caller.tenant_id, body).model_dump(mode="json")
+
+
+@router.get("/accounts/{profile_id}")
+def get_balance(profile_id: RowId, session: DbSession, caller: Reader) -> BalanceOut:
+    return service.balance(session, caller.tenant_id, profile_id)
+
+
+@router.get("/accounts/{profile_id}/entries")
+def get_history(profile_id: RowId, session: DbSession, caller: Reader,
+                limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+                offset: Annotated[int, Query(ge=0)] = 0) -> Page[EntryOut]:
+    items, total = service.history(session, caller.tenant_id, profile_id, limit=limit, offset=offset)
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("/accounts/{profile_id}/earn", status_code=201, responses=REPLAY)
+def earn(profile_id: RowId, body: EarnIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
+    """Points for a non-purchase event by the programme's rule (`event`), or a given amount (`points`)."""
+    result = ledger.earn(session, caller.tenant_id, profile_id, body.idempotency_key, points=body.points,
+                         event=body.event, reason=body.reason, operator=body.operator)
+    return _answer(result, response)
+
+
+@router.post("/accounts/{profile_id}/spend", status_code=201, responses=REPLAY)
+def spend(profile_id: RowId, body: SpendIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
+    """Spend now, or with `hold` keep the points aside until the till confirms or cancels."""
+    result = ledger.spend(session, caller.tenant_id, profile_id, body.idempotency_key, body.points, hold=body.hold,
+                          order_no=body.order_no, reason=body.reason)
+    return _answer(result, response)
+
+
+@router.post("/accounts/{profile_id}/adjust", status_code=201, responses=REPLAY)
+def adjust(profile_id: RowId, body: AdjustIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
+    result = ledger.adjust(session, caller.tenant_id, profile_id, body.idempotency_key, body.points,
+                           reason=body.reason, operator=body.operator)
+    return _answer(result, response)
+
+
+@router.post("/holds/{hold_id}/confirm")
+def confirm_hold(hold_id: RowId, session: DbSession, caller: Writer) -> OperationOut:
+    result = ledger.confirm_hold(session, caller.tenant_id, hold_id)
+    return OperationOut(operation_id=result.operation_id, kind=result.kind, points=result.points,
+                        replayed=result.replayed, hold_status=result.hold_status)
+
+
+@router.post("/holds/{hold_id}/cancel")
+def cancel_hold(hold_id: RowId, session: DbSession, caller: Writer) -> OperationOut:
+    result = ledger.cancel_hold(session, caller.tenant_id, hold_id)
+    return OperationOut(operation_id=result.operation_id, kind=result.kind, points=result.points,
+                        replayed=result.replayed, hold_status=result.hold_status)
+
+
+@router.get("/accounts/{profile_id}/tiers")
+def get_tier_history(profile_id: RowId, session: DbSession, caller: Reader) -> list[TierOut]:
+    return [TierOut.model_validate(r) for r in service.tier_history(session, caller.tenant_id, profile_id)]
+
+
+@router.put("/accounts/{profile_id}/tier", status_code=201)
+def put_manual_tier(profile_id: RowId, body: ManualTierIn, session: DbSession, caller: Writer) -> TierOut:
+    """Give a customer a tier by hand, until a date (then the periodic evaluation takes over again)."""
+    config = programme.load(session, caller.tenant_id)
+    customer = ledger.customer_of(session, caller.tenant_id, profile_id)
+    row = tiers.set_manual(session, config, caller.tenant_id, customer.root, customer.profile_ids, body.tier_code,
+                           until=body.until, reason=body.reason, operator=body.operator)
+    return TierOut.model_validate(row)

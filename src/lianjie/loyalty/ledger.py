@@ -1,0 +1,487 @@
+"""The points ledger: earn, spend (at once, or hold then confirm or cancel as a till does), take back on
+refund, adjust, expire. The table layout and its invariants are described in loyalty/models.py.
+
+Every write follows the same steps, which is what makes it safe under concurrency and retries:
+
+1. claim the idempotency key by inserting the operation (``ON CONFLICT DO NOTHING``); a key already
+   taken returns the stored operation (or 409 if it was taken for a different request);
+2. lock the customer's accounts (``SELECT … FOR UPDATE`` in id order on PostgreSQL; SQLite's
+   write transaction already serialises writers);
+3. read the lots, decide, and write entries, lots and account balances with bulk statements.
+
+Spending takes the soonest-expiring spendable lots first (lots that never expire last).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from lianjie.db import insert_ignoring_duplicates, utcnow
+from lianjie.errors import Conflict, NotFound, ValidationFailed
+from lianjie.identity.models import Profile
+from lianjie.identity.service import root_of
+from lianjie.loyalty import programme, tiers
+from lianjie.loyalty.models import (
+    EntryKind,
+    HoldStatus,
+    OperationKind,
+    PointsAccount,
+    PointsEntry,
+    PointsLot,
+    PointsOperation,
+)
+from lianjie.loyalty.programme import Overdraw, ProgrammeConfig
+
+ACCOUNTS: Table = PointsAccount.__table__  # type: ignore[assignment]
+OPERATIONS: Table = PointsOperation.__table__  # type: ignore[assignment]
+LOTS: Table = PointsLot.__table__  # type: ignore[assignment]
+ENTRIES: Table = PointsEntry.__table__  # type: ignore[assignment]
+
+MAX_POINTS = 100_000_000
+
+
+class InsufficientPoints(ValidationFailed):
+    code = "insufficient_points"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    tenant_id: int
+    root: int
+    profile_ids: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class Account:
+    id: int
+    profile_id: int
+    balance: int
+    debt: int
+
+
+@dataclass(slots=True)
+class Result:
+    """What an operation did; ``replayed`` is True when the idempotency key had been applied before."""
+
+    operation_id: int
+    kind: str
+    points: int
+    replayed: bool = False
+    hold_status: str | None = None
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+
+def customer_of(session: Session, tenant_id: int, profile_id: int) -> Customer:
+    root = root_of(session, tenant_id, profile_id)
+    ids = session.scalars(select(Profile.id).where(Profile.tenant_id == tenant_id,
+                                                   or_(Profile.id == root, Profile.merged_into_id == root))
+                          .order_by(Profile.id)).all()
+    return Customer(tenant_id, root, tuple(ids))
+
+
+# ---- the shared steps ------------------------------------------------------------------------------
+
+
+def _claim(session: Session, tenant_id: int, key: str, kind: OperationKind, request: dict[str, Any],
+           strict: bool = True, **values: Any) -> tuple[int, bool]:
+    """Insert the operation under its idempotency key; returns (operation id, whether it existed).
+
+    ``strict=False`` is for keys lianjie derives itself (``order:<no>``): commerce already refused a
+    different order under the same number, so a second event for it is a replay whatever it says.
+    """
+    if not key or len(key) > 128:
+        raise ValidationFailed("an idempotency key of 1 to 128 characters is required", field="idempotency_key")
+    values.setdefault("created_at", utcnow())
+    stmt = insert_ignoring_duplicates(session, OPERATIONS, ["tenant_id", "idempotency_key"]).values(
+        tenant_id=tenant_id, idempotency_key=key, kind=kind.value, request=request, outcome={}, **values,
+    ).returning(OPERATIONS.c.id)
+    new_id = session.execute(stmt).scalar()
+    if new_id is not None:
+        return int(new_id), False
+    stored = session.execute(select(OPERATIONS.c.id, OPERATIONS.c.kind, OPERATIONS.c.request).where(
+        OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.idempotency_key == key)).one()
+    if stored.kind != kind.value or (strict and stored.request != request):
+        raise Conflict(f"idempotency key {key!r} was already used for a different {stored.kind} request "
+                       f"({stored.request})", code="idempotency_key_reused", field="idempotency_key")
+    return int(stored.id), True
+
+
+def _refuse(session: Session, operation_id: int, error: Exception) -> NoReturn:
+    """Give a claimed key back before refusing, so the request changes nothing even if the caller's
+    transaction goes on (a subscriber's, a test's) and a corrected retry may use the same key."""
+    session.execute(OPERATIONS.delete().where(OPERATIONS.c.id == operation_id))
+    raise error
+
+
+def stored_result(session: Session, operation_id: int, *, replayed: bool = True) -> Result:
+    row = session.execute(select(OPERATIONS).where(OPERATIONS.c.id == operation_id)).one()
+    return Result(row.id, row.kind, row.points, replayed, row.hold_status, row.outcome or {})
+
+
+def _lock_accounts(session: Session, customer: Customer, create_for: int | None = None) -> dict[int, Account]:
+    """The customer's accounts by profile id, locked until the transaction ends."""
+    query = (select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUNTS.c.debt)
+             .where(ACCOUNTS.c.tenant_id == customer.tenant_id, ACCOUNTS.c.profile_id.in_(customer.profile_ids))
+             .order_by(ACCOUNTS.c.id).with_for_update())
+    accounts = {r.profile_id: Account(r.id, r.profile_id, r.balance, r.debt) for r in session.execute(query)}
+    if create_for is not None and create_for not in accounts:
+        session.execute(insert_ignoring_duplicates(session, ACCOUNTS, ["tenant_id", "profile_id"]).values(
+            tenant_id=customer.tenant_id, profile_id=create_for, balance=0, debt=0, created_at=utcnow()))
+        row = session.execute(query.where(ACCOUNTS.c.profile_id == create_for)).one()
+        accounts[create_for] = Account(row.id, row.profile_id, row.balance, row.debt)
+    return accounts
+
+
+def _spendable_lots(session: Session, accounts: list[Account], now: dt.datetime, *,
+                    include_pending: bool = False) -> list[Any]:
+    query = (select(LOTS.c.id, LOTS.c.account_id, LOTS.c.remaining)
+             .where(LOTS.c.account_id.in_([a.id for a in accounts]), LOTS.c.remaining > 0,
+                    or_(LOTS.c.expires_at.is_(None), LOTS.c.expires_at > now))
+             .order_by(LOTS.c.expires_at.is_(None), LOTS.c.expires_at, LOTS.c.id))
+    if not include_pending:
+        query = query.where(LOTS.c.available_at <= now)
+    return list(session.execute(query))
+
+
+class _Writer:
+    """Collects one operation's entries and lot/account changes, then writes them in bulk."""
+
+    def __init__(self, session: Session, tenant_id: int, operation_id: int, now: dt.datetime) -> None:
+        self.session, self.tenant_id, self.operation_id, self.now = session, tenant_id, operation_id, now
+        self.entries: list[dict[str, Any]] = []
+        self.lot_changes: dict[int, int] = {}
+        self.balance: dict[int, int] = {}
+        self.debt: dict[int, int] = {}
+
+    def entry(self, account: Account, kind: EntryKind, amount: int, lot_id: int | None) -> None:
+        self.entries.append({"tenant_id": self.tenant_id, "account_id": account.id, "operation_id": self.operation_id,
+                             "lot_id": lot_id, "kind": kind.value, "amount": amount, "created_at": self.now})
+        self.balance[account.id] = self.balance.get(account.id, 0) + amount
+        account.balance += amount
+        if lot_id is None:
+            self.debt[account.id] = self.debt.get(account.id, 0) - amount
+            account.debt -= amount
+        elif kind not in (EntryKind.CREDIT,):
+            self.lot_changes[lot_id] = self.lot_changes.get(lot_id, 0) + amount
+
+    def take(self, accounts_by_id: dict[int, Account], lots: list[Any], wanted: int, kind: EntryKind) -> int:
+        """Debit up to ``wanted`` points from ``lots`` in their order; returns how many were taken."""
+        taken = 0
+        for lot in lots:
+            if taken >= wanted:
+                break
+            left = lot.remaining + self.lot_changes.get(lot.id, 0)
+            step = min(left, wanted - taken)
+            if step > 0:
+                self.entry(accounts_by_id[lot.account_id], kind, -step, lot.id)
+                taken += step
+        return taken
+
+    def flush(self) -> None:
+        if self.entries:
+            self.session.execute(ENTRIES.insert(), self.entries)
+        if self.lot_changes:
+            self.session.execute(update(LOTS).where(LOTS.c.id == bindparam("lot")).values(
+                remaining=LOTS.c.remaining + bindparam("delta")).execution_options(synchronize_session=False),
+                [{"lot": k, "delta": v} for k, v in self.lot_changes.items() if v])
+        changed = [{"acct": a, "delta": d, "debt_delta": self.debt.get(a, 0)}
+                   for a, d in self.balance.items() if d or self.debt.get(a, 0)]
+        if changed:
+            self.session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == bindparam("acct")).values(
+                balance=ACCOUNTS.c.balance + bindparam("delta"), debt=ACCOUNTS.c.debt + bindparam("debt_delta"))
+                .execution_options(synchronize_session=False), changed)
+
+
+def _credit(session: Session, writer: _Writer, config: ProgrammeConfig, account: Account, points: int,
+            effective: dt.datetime, *, pending: bool = True) -> None:
+    """A new lot; any debt of the account is repaid from it first."""
+    available = config.available_at(effective) if pending else effective
+    lot_id = session.execute(LOTS.insert().values(
+        tenant_id=writer.tenant_id, account_id=account.id, operation_id=writer.operation_id, amount=points,
+        remaining=points, available_at=available, expires_at=config.expires_at(available), created_at=writer.now,
+    ).returning(LOTS.c.id)).scalar_one()
+    writer.entry(account, EntryKind.CREDIT, points, lot_id)
+    repay = min(account.debt, points)
+    if repay:
+        writer.entry(account, EntryKind.REPAY, -repay, lot_id)
+        writer.entry(account, EntryKind.REPAY, repay, None)
+
+
+def _finish(session: Session, writer: _Writer, operation_id: int, points: int, **values: Any) -> None:
+    writer.flush()
+    if values or points:
+        session.execute(update(OPERATIONS).where(OPERATIONS.c.id == operation_id)
+                        .values(points=points, **values).execution_options(synchronize_session=False))
+
+
+def _check_points(points: int, field_name: str = "points") -> None:
+    if not 0 < points <= MAX_POINTS:
+        raise ValidationFailed(f"{field_name} must be between 1 and {MAX_POINTS:,}", field=field_name,
+                               code="invalid_points")
+
+
+# ---- earning -----------------------------------------------------------------------------------------
+
+
+def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points: int | None = None,
+         event: str | None = None, reason: str | None = None, operator: str | None = None) -> Result:
+    """Credit points for a non-purchase event (by the programme's rule) or a given amount."""
+    config = programme.load(session, tenant_id)
+    if (points is None) == (event is None):
+        raise ValidationFailed("give either points or an event", field="points")
+    if event is not None:
+        if event not in config.events:
+            raise ValidationFailed(f"the programme gives no points for {event!r} (it knows {sorted(config.events)})",
+                                   field="event", code="unknown_event")
+        points = config.events[event]
+    assert points is not None
+    if points != 0 or event is None:
+        _check_points(points)
+    customer = customer_of(session, tenant_id, profile_id)
+    request = {"profile_id": profile_id, "points": points, "event": event, "reason": reason}
+    op_id, replayed = _claim(session, tenant_id, key, OperationKind.EARN, request, profile_id=customer.root,
+                             reason=(reason or event), operator=operator)
+    if replayed:
+        return stored_result(session, op_id)
+    now = utcnow()
+    accounts = _lock_accounts(session, customer, create_for=customer.root)
+    writer = _Writer(session, tenant_id, op_id, now)
+    if points:
+        _credit(session, writer, config, accounts[customer.root], points, now, pending=False)
+    _finish(session, writer, op_id, points)
+    tiers.upgrade_if_qualified(session, config, tenant_id, customer.root, customer.profile_ids, now)
+    return Result(op_id, OperationKind.EARN.value, points)
+
+
+def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: str, paid_fen: int,
+                   lines: list[tuple[str, str | None, int]], ordered_at: dt.datetime) -> Result:
+    """Points an order earns by the programme's rules and the buyer's tier, pending for the return window."""
+    config = programme.load(session, tenant_id)
+    customer = customer_of(session, tenant_id, profile_id)
+    points = config.order_points(lines, tiers.multiplier(session, config, customer.profile_ids))
+    request = {"order_no": order_no, "paid_fen": paid_fen}
+    op_id, replayed = _claim(session, tenant_id, f"order:{order_no}", OperationKind.ORDER, request, False,
+                             profile_id=profile_id, order_no=order_no, spend_fen=paid_fen, created_at=ordered_at)
+    if replayed:
+        return stored_result(session, op_id)
+    accounts = _lock_accounts(session, customer, create_for=profile_id)
+    writer = _Writer(session, tenant_id, op_id, utcnow())
+    if points > 0:
+        _credit(session, writer, config, accounts[profile_id], points, ordered_at)
+    _finish(session, writer, op_id, points)
+    tiers.upgrade_if_qualified(session, config, tenant_id, customer.root, customer.profile_ids)
+    return Result(op_id, OperationKind.ORDER.value, points)
+
+
+def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_no: str, refunded_fen: int,
+                       order_paid_fen: int) -> Result | None:
+    """Take back an order's points in proportion to the refunded value (see :func:`_reverse`)."""
+    order_op = session.execute(select(OPERATIONS).where(OPERATIONS.c.tenant_id == tenant_id,
+                                                        OPERATIONS.c.idempotency_key == f"order:{order_no}")).first()
+    if order_op is None or order_op.profile_id is None:
+        return None  # a guest order, or one placed before the programme: nothing was earned
+    config = programme.load(session, tenant_id)
+    customer = customer_of(session, tenant_id, order_op.profile_id)
+    request = {"order_no": order_no, "refund_no": refund_no, "refunded_fen": refunded_fen}
+    op_id, replayed = _claim(session, tenant_id, f"refund:{refund_no}", OperationKind.REVERSE, request, False,
+                             profile_id=order_op.profile_id, order_no=order_no, spend_fen=-refunded_fen)
+    if replayed:
+        return stored_result(session, op_id)
+    accounts = _lock_accounts(session, customer)
+    earlier = session.execute(select(OPERATIONS.c.spend_fen, OPERATIONS.c.outcome).where(
+        OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.order_no == order_no,
+        OPERATIONS.c.kind == OperationKind.REVERSE.value, OPERATIONS.c.id != op_id)).all()
+    refunded_total = min(-sum(r.spend_fen for r in earlier) + refunded_fen, order_paid_fen)
+    # Cumulative, so that three partial refunds of a third each take back exactly what one would.
+    target = order_op.points * refunded_total // order_paid_fen if order_paid_fen > 0 else order_op.points
+    wanted = max(0, target - sum((r.outcome or {}).get("reversed", 0) for r in earlier))
+    writer = _Writer(session, tenant_id, op_id, utcnow())
+    outcome = _reverse(session, writer, config, customer, accounts, order_op.id, wanted)
+    points = -(wanted - outcome.get("written_off", 0))
+    _finish(session, writer, op_id, points, outcome=outcome)
+    return Result(op_id, OperationKind.REVERSE.value, points, outcome=outcome)
+
+
+def _reverse(session: Session, writer: _Writer, config: ProgrammeConfig, customer: Customer,
+             accounts: dict[int, Account], order_operation_id: int, wanted: int) -> dict[str, int]:
+    """Take ``wanted`` points back: from the order's own lots first (spent or not, pending or not), then as
+    the programme's overdraw policy says. Example: an order earned 100, the customer spent 70 of them and
+    has 50 from elsewhere; refunding the order takes back 30 from its lot, then under ``clawback`` 50 from
+    the other lot and 20 as a debt; under ``negative_balance`` 70 as a debt; under
+    ``clawback_then_write_off`` 50 from the other lot and 20 written off (recorded in the outcome)."""
+    if wanted == 0:
+        return {"reversed": 0}
+    by_id = {a.id: a for a in accounts.values()}
+    own = list(session.execute(select(LOTS.c.id, LOTS.c.account_id, LOTS.c.remaining).where(
+        LOTS.c.operation_id == order_operation_id, LOTS.c.remaining > 0)))
+    outcome = {"from_order_lots": writer.take(by_id, own, wanted, EntryKind.DEBIT)}
+    short = wanted - outcome["from_order_lots"]
+    if short and config.overdraw != Overdraw.NEGATIVE_BALANCE:
+        others = _spendable_lots(session, list(accounts.values()), writer.now, include_pending=True)
+        outcome["clawed_back"] = writer.take(by_id, others, short, EntryKind.DEBIT)
+        short -= outcome["clawed_back"]
+    if short:
+        if config.overdraw == Overdraw.CLAWBACK_THEN_WRITE_OFF:
+            outcome["written_off"] = short
+        else:
+            root_account = accounts.get(customer.root) or next(iter(accounts.values()))
+            writer.entry(root_account, EntryKind.DEBT, -short, None)
+            outcome["debt"] = short
+    return {"reversed": wanted} | {k: v for k, v in outcome.items() if v}
+
+
+# ---- spending ----------------------------------------------------------------------------------------
+
+
+def balances(session: Session, customer: Customer, now: dt.datetime) -> tuple[int, int, int]:
+    """(spendable lots, pending lots, debt) of a customer, without locking."""
+    account_ids = select(ACCOUNTS.c.id).where(ACCOUNTS.c.tenant_id == customer.tenant_id,
+                                              ACCOUNTS.c.profile_id.in_(customer.profile_ids))
+    live = or_(LOTS.c.expires_at.is_(None), LOTS.c.expires_at > now)
+    available = func.coalesce(func.sum(LOTS.c.remaining).filter(LOTS.c.available_at <= now), 0)
+    pending = func.coalesce(func.sum(LOTS.c.remaining).filter(LOTS.c.available_at > now), 0)
+    row = session.execute(select(available, pending).where(LOTS.c.account_id.in_(account_ids), LOTS.c.remaining > 0,
+                                                           live)).one()
+    debt = session.scalar(select(func.coalesce(func.sum(ACCOUNTS.c.debt), 0)).where(ACCOUNTS.c.id.in_(account_ids)))
+    return int(row[0]), int(row[1]), int(debt or 0)
+
+
+def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, hold: bool = False,
+          order_no: str | None = None, reason: str | None = None) -> Result:
+    """Spend points now, or hold them for a till until it confirms or cancels (holds lapse after a while)."""
+    _check_points(points)
+    config = programme.load(session, tenant_id)
+    customer = customer_of(session, tenant_id, profile_id)
+    kind = OperationKind.HOLD if hold else OperationKind.SPEND
+    request = {"profile_id": profile_id, "points": points, "order_no": order_no, "reason": reason}
+    now = utcnow()
+    extra: dict[str, Any] = {"hold_status": HoldStatus.HELD.value,
+                             "hold_expires_at": now + dt.timedelta(minutes=config.hold_minutes)} if hold else {}
+    op_id, replayed = _claim(session, tenant_id, key, kind, request, profile_id=customer.root, order_no=order_no,
+                             reason=reason, points=-points, created_at=now, **extra)
+    if replayed:
+        return stored_result(session, op_id)
+    accounts = _lock_accounts(session, customer)
+    lots = _spendable_lots(session, list(accounts.values()), now) if accounts else []
+    debt = sum(a.debt for a in accounts.values())
+    spendable = sum(lot.remaining for lot in lots) - debt
+    if points > spendable:
+        _refuse(session, op_id, InsufficientPoints(
+            f"{points} points asked for but only {max(spendable, 0)} are spendable", field="points"))
+    writer = _Writer(session, tenant_id, op_id, now)
+    writer.take({a.id: a for a in accounts.values()}, lots, points, EntryKind.DEBIT)
+    writer.flush()
+    return Result(op_id, kind.value, -points, hold_status=extra.get("hold_status"))
+
+
+def _hold(session: Session, tenant_id: int, hold_id: int) -> Any:
+    row = session.execute(select(OPERATIONS).where(OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.id == hold_id,
+                                                   OPERATIONS.c.kind == OperationKind.HOLD.value)
+                          .with_for_update()).first()
+    if row is None:
+        raise NotFound(f"no hold {hold_id}", code="hold_not_found")
+    return row
+
+
+def confirm_hold(session: Session, tenant_id: int, hold_id: int) -> Result:
+    """The till took payment: the held points stay spent. Confirming twice is harmless."""
+    row = _hold(session, tenant_id, hold_id)
+    if row.hold_status == HoldStatus.CANCELLED.value:
+        raise Conflict(f"hold {hold_id} was cancelled (or lapsed); spend again", code="hold_cancelled")
+    if row.hold_status == HoldStatus.HELD.value:
+        if row.hold_expires_at is not None and row.hold_expires_at <= utcnow():
+            raise Conflict(f"hold {hold_id} lapsed at {row.hold_expires_at.isoformat()}; spend again",
+                           code="hold_lapsed")
+        session.execute(update(OPERATIONS).where(OPERATIONS.c.id == hold_id)
+                        .values(hold_status=HoldStatus.CONFIRMED.value))
+    return Result(hold_id, row.kind, row.points, row.hold_status != HoldStatus.HELD.value, HoldStatus.CONFIRMED.value)
+
+
+def cancel_hold(session: Session, tenant_id: int, hold_id: int, *, now: dt.datetime | None = None) -> Result:
+    """Give held points back to the lots they came from. Cancelling twice is harmless; after confirm, 409."""
+    row = _hold(session, tenant_id, hold_id)
+    if row.hold_status == HoldStatus.CONFIRMED.value:
+        raise Conflict(f"hold {hold_id} was confirmed; refund the order instead", code="hold_confirmed")
+    if row.hold_status == HoldStatus.CANCELLED.value:
+        return Result(hold_id, row.kind, row.points, True, HoldStatus.CANCELLED.value)
+    taken = list(session.execute(select(ENTRIES.c.account_id, ENTRIES.c.lot_id, ENTRIES.c.amount).where(
+        ENTRIES.c.operation_id == hold_id).order_by(ENTRIES.c.account_id)))
+    accounts = {r.id: Account(r.id, r.profile_id, r.balance, r.debt) for r in session.execute(
+        select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUNTS.c.debt)
+        .where(ACCOUNTS.c.id.in_({t.account_id for t in taken})).order_by(ACCOUNTS.c.id).with_for_update())}
+    writer = _Writer(session, tenant_id, hold_id, now or utcnow())
+    for entry in taken:
+        writer.entry(accounts[entry.account_id], EntryKind.RELEASE, -entry.amount, entry.lot_id)
+    writer.flush()
+    session.execute(update(OPERATIONS).where(OPERATIONS.c.id == hold_id).values(
+        hold_status=HoldStatus.CANCELLED.value, points=0))
+    return Result(hold_id, row.kind, 0, False, HoldStatus.CANCELLED.value)
+
+
+# ---- operators and jobs ------------------------------------------------------------------------------
+
+
+def adjust(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, reason: str,
+           operator: str) -> Result:
+    """An operator's correction: positive adds a lot spendable at once, negative takes from spendable lots."""
+    if not reason.strip() or not operator.strip():
+        raise ValidationFailed("an adjustment needs a reason and the operator", field="reason" if not reason.strip()
+                               else "operator")
+    _check_points(abs(points))
+    config = programme.load(session, tenant_id)
+    customer = customer_of(session, tenant_id, profile_id)
+    request = {"profile_id": profile_id, "points": points, "reason": reason, "operator": operator}
+    now = utcnow()
+    op_id, replayed = _claim(session, tenant_id, key, OperationKind.ADJUST, request, profile_id=customer.root,
+                             reason=reason[:200], operator=operator[:100], points=points, created_at=now)
+    if replayed:
+        return stored_result(session, op_id)
+    accounts = _lock_accounts(session, customer, create_for=customer.root)
+    writer = _Writer(session, tenant_id, op_id, now)
+    if points > 0:
+        _credit(session, writer, config, accounts[customer.root], points, now, pending=False)
+    else:
+        lots = _spendable_lots(session, list(accounts.values()), now)
+        if -points > sum(lot.remaining for lot in lots):
+            _refuse(session, op_id, InsufficientPoints(
+                f"cannot take {-points} points: only {sum(lot.remaining for lot in lots)} are spendable",
+                field="points"))
+        writer.take({a.id: a for a in accounts.values()}, lots, -points, EntryKind.DEBIT)
+    writer.flush()
+    return Result(op_id, OperationKind.ADJUST.value, points)
+
+
+def expire_due(session: Session, tenant_id: int, now: dt.datetime, *, limit: int = 500) -> int:
+    """Expire up to ``limit`` accounts' lapsed lots and cancel lapsed holds; returns the points expired.
+
+    The job calls this in a loop, one transaction per call, until it returns 0.
+    """
+    holds = session.scalars(select(OPERATIONS.c.id).where(
+        OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.hold_status == HoldStatus.HELD.value,
+        OPERATIONS.c.hold_expires_at <= now).limit(limit)).all()
+    for hold_id in holds:
+        cancel_hold(session, tenant_id, hold_id, now=now)
+    account_ids = session.scalars(select(LOTS.c.account_id).distinct().where(
+        LOTS.c.tenant_id == tenant_id, LOTS.c.remaining > 0, LOTS.c.expires_at <= now).limit(limit)).all()
+    total = 0
+    for account_id in sorted(account_ids):
+        row = session.execute(select(ACCOUNTS).where(ACCOUNTS.c.id == account_id).with_for_update()).one()
+        account = Account(row.id, row.profile_id, row.balance, row.debt)
+        lots = list(session.execute(select(LOTS.c.id, LOTS.c.account_id, LOTS.c.remaining).where(
+            LOTS.c.account_id == account_id, LOTS.c.remaining > 0, LOTS.c.expires_at <= now)))
+        points = sum(lot.remaining for lot in lots)
+        if not points:
+            continue
+        op_id, _ = _claim(session, tenant_id, f"expire:{account_id}:{now.isoformat()}", OperationKind.EXPIRE,
+                          {"account_id": account_id, "at": now.isoformat()}, profile_id=account.profile_id,
+                          points=-points, created_at=now)
+        writer = _Writer(session, tenant_id, op_id, now)
+        writer.take({account.id: account}, lots, points, EntryKind.EXPIRE)
+        writer.flush()
+        total += points
+    return total

@@ -1,0 +1,180 @@
+"""Tables of the loyalty domain: the programme, points accounts, lots, the ledger, and tiers.
+
+How the points ledger hangs together:
+
+- An *account* belongs to one base profile (like events and orders, see identity/models.py), so a
+  OneID merge moves nothing and an unmerge splits exactly; a customer's balance is the sum over the
+  accounts of every profile merged into it.
+- Each credit is a *lot*: ``amount`` credited, ``remaining`` unspent, spendable from ``available_at``
+  (the pending period) until ``expires_at``.
+- Every change is an append-only *entry*. An entry that touches a lot names it, so
+  ``lot.remaining == sum(entries of that lot)``; an entry without a lot is a debt (a negative
+  balance left by reversing points already spent) or its repayment. ``account.balance`` is a cached
+  ``sum(entries of the account)`` kept in the same transaction, and it is the row that is locked.
+- Every write is an *operation* with the client's idempotency key, unique per merchant: a repeat
+  returns the stored result and applies nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lianjie.db import Base, BigId, UTCDateTime, utcnow
+
+
+def tenant_fk() -> ForeignKey:
+    return ForeignKey("merchants.id", ondelete="CASCADE")
+
+
+class OperationKind(StrEnum):
+    EARN = "earn"  # points for an event (sign-up, review …) or given by a rule
+    ORDER = "order"  # points an order earned
+    REVERSE = "reverse"  # a refund taking back an order's points
+    SPEND = "spend"  # spent at once
+    HOLD = "hold"  # spent, pending the till's confirm or cancel
+    ADJUST = "adjust"  # an operator's correction, with reason
+    EXPIRE = "expire"  # the expiry job
+
+
+class HoldStatus(StrEnum):
+    HELD = "held"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+class EntryKind(StrEnum):
+    CREDIT = "credit"  # a new lot
+    DEBIT = "debit"  # spending or taking points back from a lot
+    RELEASE = "release"  # a cancelled hold giving points back to its lots
+    EXPIRE = "expire"
+    DEBT = "debt"  # taken back after it was spent: the account goes below zero
+    REPAY = "repay"  # a new lot paying a debt off (a pair: -n on the lot, +n on the debt)
+
+
+class LoyaltyProgramme(Base):
+    """A merchant's points programme: earning rules, expiry, overdraw policy and tiers as one document."""
+
+    __tablename__ = "loyalty_programmes"
+
+    tenant_id: Mapped[int] = mapped_column(BigId, tenant_fk(), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PointsAccount(Base):
+    __tablename__ = "points_accounts"
+    __table_args__ = (UniqueConstraint("tenant_id", "profile_id"), CheckConstraint("debt >= 0", name="debt"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(tenant_fk())
+    profile_id: Mapped[int] = mapped_column(BigId, ForeignKey("profiles.id"))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)  # sum of its entries
+    debt: Mapped[int] = mapped_column(BigInteger, default=0)  # minus the sum of its entries without a lot
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PointsOperation(Base):
+    """One idempotent write, as the client asked for it and as it turned out."""
+
+    __tablename__ = "points_operations"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_points_operations_profile", "profile_id", "created_at"),
+        Index("ix_points_operations_order", "tenant_id", "order_no"),
+        CheckConstraint("hold_status IS NULL OR hold_status IN ('held', 'confirmed', 'cancelled')",
+                        name="hold_status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(tenant_fk())
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    # The base profile the operation is attributed to (the one whose account got a new lot).
+    profile_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("profiles.id"), default=None)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)  # net change of the balance
+    spend_fen: Mapped[int] = mapped_column(BigInteger, default=0)  # qualifying spend, for tiers
+    order_no: Mapped[str | None] = mapped_column(String(64), default=None)
+    reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    operator: Mapped[str | None] = mapped_column(String(100), default=None)
+    # What the policy decided when points to take back were already spent, e.g. {"debt": 40}.
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    hold_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    hold_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PointsLot(Base):
+    __tablename__ = "points_lots"
+    __table_args__ = (
+        Index("ix_points_lots_account", "account_id", "expires_at"),
+        Index("ix_points_lots_expiry", "tenant_id", "expires_at"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_in_range"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(tenant_fk())
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_accounts.id"))
+    operation_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_operations.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PointsEntry(Base):
+    """One append-only change of one account (and of one lot, unless it is a debt entry)."""
+
+    __tablename__ = "points_entries"
+    __table_args__ = (
+        Index("ix_points_entries_account", "account_id", "id"),
+        Index("ix_points_entries_operation", "operation_id"),
+        Index("ix_points_entries_lot", "lot_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(tenant_fk())
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_accounts.id"))
+    operation_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_operations.id"))
+    lot_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("points_lots.id"), default=None)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TierAssignment(Base):
+    """One change of a customer's tier; the newest of a customer's profiles' rows is the current tier.
+
+    Rows stay with the profile that was the customer's root when they were written, so after an
+    unmerge each side finds its own history again.
+    """
+
+    __tablename__ = "tier_assignments"
+    __table_args__ = (Index("ix_tier_assignments_profile", "profile_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(tenant_fk())
+    profile_id: Mapped[int] = mapped_column(BigId, ForeignKey("profiles.id"))
+    tier_code: Mapped[str] = mapped_column(String(40))
+    previous_code: Mapped[str | None] = mapped_column(String(40), default=None)
+    reason: Mapped[str] = mapped_column(String(20))  # qualified, downgraded, manual, merged, unmerged, ...
+    detail: Mapped[str | None] = mapped_column(String(200), default=None)
+    operator: Mapped[str | None] = mapped_column(String(100), default=None)
+    manual_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    downgrade_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,180 @@
+"""A merchant's points programme as data: earning rules, pending period, expiry, overdraw policy, tiers.
+
+One JSON document per merchant (``loyalty_programmes``), validated by :class:`ProgrammeConfig`; until
+an operator saves one the defaults apply (1 point per yuan, spendable after 7 days, expiring at the
+end of the year after next, no tiers). Reading never writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_FLOOR, Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.orm import Session
+
+from lianjie.errors import ValidationFailed
+from lianjie.loyalty.models import LoyaltyProgramme
+
+Multiplier = Annotated[Decimal, Field(ge=0, le=100, max_digits=8, decimal_places=4)]
+
+
+class ExpiryKind(StrEnum):
+    DAYS = "days"  # N days after the points become spendable
+    END_OF_MONTH = "end_of_month"  # end of the month N months after (0: this month)
+    END_OF_YEAR = "end_of_year"  # end of the year N years after (0: this year)
+    NEVER = "never"
+
+
+class Overdraw(StrEnum):
+    """What a refund does when the points it takes back were already spent."""
+
+    NEGATIVE_BALANCE = "negative_balance"  # the rest becomes a debt that future points repay
+    CLAWBACK = "clawback"  # take from the customer's other lots; any rest becomes a debt
+    CLAWBACK_THEN_WRITE_OFF = "clawback_then_write_off"  # other lots, then write the rest off (recorded)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Expiry(Strict):
+    kind: ExpiryKind = ExpiryKind.END_OF_YEAR
+    n: int = Field(1, ge=0, le=3650)
+
+
+class Multipliers(Strict):
+    categories: dict[str, Multiplier] = Field(default_factory=dict)
+    skus: dict[str, Multiplier] = Field(default_factory=dict)
+
+
+class Exclusions(Strict):
+    categories: list[str] = Field(default_factory=list)
+    skus: list[str] = Field(default_factory=list)
+
+
+class Tier(Strict):
+    code: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=40)
+    threshold: int = Field(ge=0, description="Points earned or spend in fen, over the qualifying window.")
+    points_multiplier: Multiplier = Decimal(1)
+    member_price: bool = False
+
+
+class Qualification(Strict):
+    metric: str = Field("points_earned", pattern="^(points_earned|spend_fen)$")
+    window_days: int | None = Field(365, ge=1, le=3650, description="None: lifetime.")
+    grace_days: int = Field(30, ge=0, le=3650)
+
+
+class ProgrammeConfig(Strict):
+    points_per_yuan: Multiplier = Decimal(1)
+    multipliers: Multipliers = Multipliers()
+    exclusions: Exclusions = Exclusions()
+    max_points_per_order: int | None = Field(None, ge=1)
+    events: dict[str, int] = Field(default_factory=lambda: {"Signed Up": 100, "Birthday": 200,
+                                                            "Review Submitted": 20, "Store Checked In": 5})
+    pending_days: int = Field(7, ge=0, le=365)
+    expiry: Expiry = Expiry()
+    overdraw: Overdraw = Overdraw.CLAWBACK
+    hold_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
+    expiring_soon_days: int = Field(30, ge=1, le=365)
+    time_zone: str = "Asia/Shanghai"
+    tiers: list[Tier] = Field(default_factory=list, description="Lowest first; the first has threshold 0.")
+    qualification: Qualification = Qualification()
+
+    @model_validator(mode="after")
+    def _check(self) -> ProgrammeConfig:
+        try:
+            ZoneInfo(self.time_zone)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
+        if any(points < 0 for points in self.events.values()):
+            raise ValueError("event points must not be negative")
+        if self.tiers:
+            if self.tiers[0].threshold != 0:
+                raise ValueError("the first tier is the entry tier and needs threshold 0")
+            thresholds = [t.threshold for t in self.tiers]
+            if thresholds != sorted(set(thresholds)):
+                raise ValueError("tier thresholds must rise strictly, lowest tier first")
+            if len({t.code for t in self.tiers}) != len(self.tiers):
+                raise ValueError("tier codes must be unique")
+        return self
+
+    # ---- rules -------------------------------------------------------------------------------------
+
+    def line_points(self, sku: str, category_code: str | None, paid_fen: int) -> Decimal:
+        """Unrounded points for one order line; the order rounds its total down once."""
+        if sku in self.exclusions.skus or (category_code and category_code in self.exclusions.categories):
+            return Decimal(0)
+        factor = self.multipliers.skus.get(sku)
+        if factor is None and category_code:
+            factor = self.multipliers.categories.get(category_code)
+        return Decimal(paid_fen) / 100 * self.points_per_yuan * (factor if factor is not None else Decimal(1))
+
+    def order_points(self, lines: list[tuple[str, str | None, int]], tier_multiplier: Decimal) -> int:
+        """Points for an order: lines' points times the tier's multiplier, rounded down, capped."""
+        total = sum((self.line_points(*line) for line in lines), Decimal(0)) * tier_multiplier
+        points = int(total.to_integral_value(rounding=ROUND_FLOOR))
+        return min(points, self.max_points_per_order) if self.max_points_per_order else points
+
+    def tier(self, code: str | None) -> Tier | None:
+        return next((t for t in self.tiers if t.code == code), None)
+
+    def qualifying_tier(self, measure: int) -> Tier | None:
+        """The highest tier whose threshold ``measure`` reaches."""
+        reached = [t for t in self.tiers if measure >= t.threshold]
+        return reached[-1] if reached else None
+
+    def rank(self, code: str | None) -> int:
+        return next((i for i, t in enumerate(self.tiers) if t.code == code), -1)
+
+    # ---- time --------------------------------------------------------------------------------------
+
+    def available_at(self, moment: dt.datetime) -> dt.datetime:
+        return moment + dt.timedelta(days=self.pending_days)
+
+    def expires_at(self, available: dt.datetime) -> dt.datetime | None:
+        """When points spendable from ``available`` expire; month and year ends in the merchant's zone."""
+        kind, n = self.expiry.kind, self.expiry.n
+        if kind == ExpiryKind.NEVER:
+            return None
+        if kind == ExpiryKind.DAYS:
+            return available + dt.timedelta(days=max(n, 1))
+        local = available.astimezone(ZoneInfo(self.time_zone))
+        if kind == ExpiryKind.END_OF_MONTH:
+            months = local.year * 12 + local.month - 1 + n + 1  # first day of the month after
+            first_after = dt.datetime(months // 12, months % 12 + 1, 1, tzinfo=local.tzinfo)
+        else:
+            first_after = dt.datetime(local.year + n + 1, 1, 1, tzinfo=local.tzinfo)
+        return first_after.astimezone(dt.UTC)
+
+
+def parse(doc: dict[str, Any]) -> ProgrammeConfig:
+    try:
+        return ProgrammeConfig.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or None
+        raise ValidationFailed(f"programme: {first['msg']}" + (f" at {where}" if where else ""), field=where,
+                               code="invalid_programme") from exc
+
+
+def load(session: Session, tenant_id: int) -> ProgrammeConfig:
+    row = session.get(LoyaltyProgramme, tenant_id)
+    return parse(row.config) if row is not None else ProgrammeConfig()
+
+
+def save(session: Session, tenant_id: int, doc: dict[str, Any]) -> ProgrammeConfig:
+    config = parse(doc)
+    stored = config.model_dump(mode="json")
+    row = session.get(LoyaltyProgramme, tenant_id)
+    if row is None:
+        session.add(LoyaltyProgramme(tenant_id=tenant_id, config=stored))
+    else:
+        row.config = stored
+    session.flush()
+    return config

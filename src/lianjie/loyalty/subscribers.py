@@ -1,0 +1,40 @@
+"""Loyalty's reactions to other domains' events: orders earn points, refunds take them back, merges
+and unmerges re-evaluate tiers. Installed by :func:`lianjie.wiring.install`."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from lianjie.commerce.events import OrderCompleted, OrderRefunded
+from lianjie.domain_events import subscribe
+from lianjie.identity.events import MergeUndone, ProfilesMerged
+from lianjie.loyalty import ledger, programme, tiers
+
+
+def on_order_completed(session: Session, event: OrderCompleted) -> None:
+    if event.profile_id is None:
+        return  # a guest: nobody to credit
+    lines = [(line.sku, line.category_code, line.paid_fen) for line in event.lines]
+    ledger.earn_for_order(session, event.tenant_id, event.profile_id, event.order_no, event.paid_fen, lines,
+                          event.ordered_at)
+
+
+def on_order_refunded(session: Session, event: OrderRefunded) -> None:
+    ledger.reverse_for_refund(session, event.tenant_id, event.order_no, event.refund_no, event.refunded_fen,
+                              event.order_paid_fen)
+
+
+def on_profiles_merged(session: Session, event: ProfilesMerged) -> None:
+    config = programme.load(session, event.tenant_id)
+    tiers.after_merge(session, config, event.tenant_id, event.survivor_id, event.moved_ids)
+
+
+def on_merge_undone(session: Session, event: MergeUndone) -> None:
+    tiers.after_unmerge(session, programme.load(session, event.tenant_id), event.tenant_id, event.merge_id)
+
+
+def install() -> None:
+    subscribe(OrderCompleted, on_order_completed)
+    subscribe(OrderRefunded, on_order_refunded)
+    subscribe(ProfilesMerged, on_profiles_merged)
+    subscribe(MergeUndone, on_merge_undone)

@@ -1,0 +1,81 @@
+"""Loyalty test helpers: customers made through OneID, orders published as commerce does, and the
+ledger's invariants checked straight from the tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lianjie.commerce.events import LineFacts, OrderCompleted, OrderRefunded
+from lianjie.domain_events import publish
+from lianjie.loyalty import programme
+from lianjie.loyalty.models import PointsAccount, PointsEntry, PointsLot, PointsOperation
+from tests.identity.helpers import customers, msg, send
+
+_ids = itertools.count(1)
+
+
+def person(db: Session, tenant_id: int, user_id: str) -> int:
+    """A customer known by ``user_id`` (created through the ingestion pipeline)."""
+    send(db, tenant_id, msg("identify", userId=user_id))
+    return customers(db, tenant_id, user_id=user_id).pop()
+
+
+def set_programme(db: Session, tenant_id: int, **rules: Any) -> programme.ProgrammeConfig:
+    return programme.save(db, tenant_id, rules)
+
+
+def order(db: Session, tenant_id: int, profile_id: int | None, *lines: tuple[str, str | None, int],
+          order_no: str | None = None, at: dt.datetime | None = None) -> str:
+    """Publish an OrderCompleted the way commerce does; lines are (sku, category, paid fen)."""
+    order_no = order_no or f"O-{next(_ids)}"
+    facts = tuple(LineFacts(i + 1, sku, cat, 1, fen) for i, (sku, cat, fen) in enumerate(lines))
+    publish(db, OrderCompleted(tenant_id, next(_ids), order_no, profile_id, None, "offline",
+                               sum(f.paid_fen for f in facts), at or dt.datetime.now(dt.UTC), facts))
+    return order_no
+
+
+def refund(db: Session, tenant_id: int, order_no: str, refunded_fen: int, order_paid_fen: int,
+           refund_no: str | None = None, profile_id: int | None = None) -> str:
+    refund_no = refund_no or f"R-{next(_ids)}"
+    publish(db, OrderRefunded(tenant_id, next(_ids), order_no, next(_ids), refund_no, profile_id, refunded_fen,
+                              order_paid_fen, dt.datetime.now(dt.UTC), ()))
+    return refund_no
+
+
+def check_invariants(db: Session, tenant_id: int, *, allow_debt: bool = True) -> None:
+    """Every balance equals the sum of its entries, every lot's remaining the sum of its entries,
+    every operation's points the sum of its entries, and no idempotency key appears twice."""
+    db.flush()
+    entry_sums = dict(db.execute(select(PointsEntry.account_id, func.sum(PointsEntry.amount))
+                                 .where(PointsEntry.tenant_id == tenant_id).group_by(PointsEntry.account_id)).all())
+    debt_sums = dict(db.execute(select(PointsEntry.account_id, func.sum(PointsEntry.amount))
+                                .where(PointsEntry.tenant_id == tenant_id, PointsEntry.lot_id.is_(None))
+                                .group_by(PointsEntry.account_id)).all())
+    for account in db.scalars(select(PointsAccount).where(PointsAccount.tenant_id == tenant_id)):
+        db.refresh(account)
+        assert account.balance == (entry_sums.get(account.id) or 0), f"account {account.id}"
+        assert account.debt == -(debt_sums.get(account.id) or 0), f"account {account.id} debt"
+        assert account.debt >= 0
+        if not allow_debt:
+            assert account.debt == 0
+    lot_sums = dict(db.execute(select(PointsEntry.lot_id, func.sum(PointsEntry.amount))
+                               .where(PointsEntry.tenant_id == tenant_id, PointsEntry.lot_id.is_not(None))
+                               .group_by(PointsEntry.lot_id)).all())
+    for lot in db.scalars(select(PointsLot).where(PointsLot.tenant_id == tenant_id)):
+        db.refresh(lot)
+        assert lot.remaining == lot_sums.get(lot.id), f"lot {lot.id}"
+        assert 0 <= lot.remaining <= lot.amount
+    op_sums = dict(db.execute(select(PointsEntry.operation_id, func.sum(PointsEntry.amount))
+                              .where(PointsEntry.tenant_id == tenant_id).group_by(PointsEntry.operation_id)).all())
+    for op in db.scalars(select(PointsOperation).where(PointsOperation.tenant_id == tenant_id)):
+        db.refresh(op)
+        assert op.points == (op_sums.get(op.id) or 0), f"operation {op.idempotency_key}"
+    keys = db.execute(select(PointsOperation.idempotency_key, func.count()).where(
+        PointsOperation.tenant_id == tenant_id).group_by(PointsOperation.idempotency_key)
+        .having(func.count() > 1)).all()
+    assert keys == []
