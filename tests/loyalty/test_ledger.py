@@ -100,7 +100,8 @@ def test_a_lapsed_hold_is_cancelled_by_the_expiry_job(db: Session, shop: Merchan
     buyer = person(db, shop.id, "U1")
     ledger.earn(db, shop.id, buyer, "signup", points=50)
     hold = ledger.spend(db, shop.id, buyer, "till-1", 50, hold=True)
-    ledger.expire_due(db, shop.id, utcnow() + dt.timedelta(minutes=16))
+    run = ledger.expire_due(db, shop.id, utcnow() + dt.timedelta(minutes=16))
+    assert (run.holds_cancelled, run.released, run.expired) == (1, 50, 0)
     assert available(db, shop, buyer) == 50
     with pytest.raises(Conflict):
         ledger.confirm_hold(db, shop.id, hold.operation_id)
@@ -184,8 +185,8 @@ def test_expiry_job_expires_lapsed_lots_once(db: Session, shop: Merchant) -> Non
     balance = service.balance(db, shop.id, buyer)
     assert balance.available == 25
     assert [e.points for e in balance.expiring_soon] == [25]
-    assert ledger.expire_due(db, shop.id, utcnow()) == 40
-    assert ledger.expire_due(db, shop.id, utcnow()) == 0
+    assert ledger.expire_due(db, shop.id, utcnow()).expired == 40
+    assert ledger.expire_due(db, shop.id, utcnow()).done
     assert service.balance(db, shop.id, buyer).available == 25
     check_invariants(db, shop.id)
 

@@ -456,19 +456,34 @@ def adjust(session: Session, tenant_id: int, profile_id: int, key: str, points: 
     return Result(op_id, OperationKind.ADJUST.value, points)
 
 
-def expire_due(session: Session, tenant_id: int, now: dt.datetime, *, limit: int = 500) -> int:
-    """Expire up to ``limit`` accounts' lapsed lots and cancel lapsed holds; returns the points expired.
+@dataclass(slots=True)
+class ExpiryRun:
+    expired: int = 0  # points expired
+    accounts: int = 0  # accounts that lost points
+    holds_cancelled: int = 0
+    released: int = 0  # points the cancelled holds gave back
 
-    The job calls this in a loop, one transaction per call, until it returns 0.
+    @property
+    def done(self) -> bool:
+        return not (self.accounts or self.holds_cancelled)
+
+
+def expire_due(session: Session, tenant_id: int, now: dt.datetime, *, limit: int = 500) -> ExpiryRun:
+    """Cancel lapsed holds and expire lapsed lots, up to ``limit`` of each.
+
+    The job calls this in a loop, one transaction per call, until the run is ``done``. Holds go first,
+    so points a lapsed hold gives back to an expired lot expire in the same call.
     """
-    holds = session.scalars(select(OPERATIONS.c.id).where(
+    run = ExpiryRun()
+    holds = session.execute(select(OPERATIONS.c.id, OPERATIONS.c.points).where(
         OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.hold_status == HoldStatus.HELD.value,
         OPERATIONS.c.hold_expires_at <= now).limit(limit)).all()
-    for hold_id in holds:
+    for hold_id, points in holds:
         cancel_hold(session, tenant_id, hold_id, now=now)
+        run.holds_cancelled += 1
+        run.released -= points
     account_ids = session.scalars(select(LOTS.c.account_id).distinct().where(
         LOTS.c.tenant_id == tenant_id, LOTS.c.remaining > 0, LOTS.c.expires_at <= now).limit(limit)).all()
-    total = 0
     for account_id in sorted(account_ids):
         row = session.execute(select(ACCOUNTS).where(ACCOUNTS.c.id == account_id).with_for_update()).one()
         account = Account(row.id, row.profile_id, row.balance, row.debt)
@@ -483,5 +498,6 @@ def expire_due(session: Session, tenant_id: int, now: dt.datetime, *, limit: int
         writer = _Writer(session, tenant_id, op_id, now)
         writer.take({account.id: account}, lots, points, EntryKind.EXPIRE)
         writer.flush()
-        total += points
-    return total
+        run.expired += points
+        run.accounts += 1
+    return run
