@@ -29,12 +29,15 @@ from lianjie.app import create_app
 from lianjie.commerce import catalogue, csvfiles
 from lianjie.config import get_settings
 from lianjie.crypto import get_cipher
-from lianjie.db import engine_from_settings, make_session_factory, transaction
+from lianjie.db import engine_from_settings, make_session_factory, transaction, utcnow
 from lianjie.demo import generate as demo_generate
 from lianjie.demo import load as demo_load
 from lianjie.errors import LianjieError
 from lianjie.identity import merging
 from lianjie.identity import service as identity_service
+from lianjie.loyalty import ledger
+from lianjie.loyalty import programme as loyalty_programme_rules
+from lianjie.loyalty import tiers as loyalty_tiers
 from lianjie.tenants import keys, service
 from lianjie.tenants.models import ApiKeyKind, Merchant, StaffRole, StoreType
 from lianjie.tenants.schemas import (
@@ -56,10 +59,12 @@ staff_app = typer.Typer(help="Staff and shopping guides (导购).", no_args_is_h
 apikey_app = typer.Typer(help="API keys: write keys for event sources, admin keys with scopes.", no_args_is_help=True)
 demo_app = typer.Typer(help="The generated demo retail world.", no_args_is_help=True)
 catalogue_app = typer.Typer(help="Categories and products.", no_args_is_help=True)
+loyalty_app = typer.Typer(help="Points programme, expiry and tier evaluation jobs.", no_args_is_help=True)
 identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
                            no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
-                  (apikey_app, "apikey"), (catalogue_app, "catalogue"), (identity_app, "identity"), (demo_app, "demo")):
+                  (apikey_app, "apikey"), (catalogue_app, "catalogue"), (identity_app, "identity"),
+                  (loyalty_app, "loyalty"), (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -308,6 +313,62 @@ def catalogue_import(tenant: TenantOpt,
         f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
         f"rejected {len(summary.rejected)}" + "".join(f"\n  {r['kind']} line {r['line']}: {r['reason']}"
                                                       for r in summary.rejected[:20])))
+
+
+# ---- loyalty ---------------------------------------------------------------------------------------
+
+
+SetFile = Annotated[Path | None, typer.Option("--set", help="JSON file with the new rules.")]
+
+
+@loyalty_app.command("programme")
+def loyalty_programme(tenant: TenantOpt, set_file: SetFile = None) -> None:
+    """Print the points programme's rules as JSON, or replace them with --set FILE."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        if set_file is not None:
+            try:
+                doc = json.loads(set_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                err.print(f"[red]invalid[/red] {set_file}: {exc}")
+                raise typer.Exit(2) from exc
+            config = loyalty_programme_rules.save(session, merchant.id, doc)
+        else:
+            config = loyalty_programme_rules.load(session, merchant.id)
+    console.print_json(config.model_dump_json())
+
+
+@loyalty_app.command("expire")
+def loyalty_expire(tenant: TenantOpt, as_json: JsonFlag = False,
+                   batch: Annotated[int, typer.Option(help="Accounts per transaction.")] = 500) -> None:
+    """Expire lapsed points and cancel lapsed till holds (run daily; safe to run again at any time)."""
+    total = ledger.ExpiryRun()
+    now = utcnow()
+    with Progress(transient=True, console=err) as progress:
+        task = progress.add_task("expiring", total=None)
+        while True:
+            with unit_of_work() as session:
+                run = ledger.expire_due(session, service.get_merchant(session, tenant).id, now, limit=batch)
+            for name in ("expired", "accounts", "holds_cancelled", "released"):
+                setattr(total, name, getattr(total, name) + getattr(run, name))
+            progress.update(task, advance=run.accounts + run.holds_cancelled)
+            if run.done:
+                break
+    result = {"expired": total.expired, "accounts": total.accounts, "holds_cancelled": total.holds_cancelled,
+              "released": total.released}
+    emit(as_json, result, lambda: console.print(
+        f"expired {total.expired} points on {total.accounts} accounts; cancelled {total.holds_cancelled} lapsed "
+        f"holds ({total.released} points back)"))
+
+
+@loyalty_app.command("evaluate-tiers")
+def loyalty_evaluate_tiers(tenant: TenantOpt, as_json: JsonFlag = False) -> None:
+    """The periodic tier evaluation: upgrades, grace periods starting, downgrades after grace."""
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        config = loyalty_programme_rules.load(session, merchant.id)
+        changed = loyalty_tiers.evaluate_all(session, config, merchant.id, utcnow())
+    emit(as_json, {"changed": changed}, lambda: console.print(f"{changed} customers' tiers changed"))
 
 
 # ---- identity --------------------------------------------------------------------------------------
