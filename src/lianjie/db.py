@@ -104,10 +104,16 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
-    """An engine for ``url``; SQLite files get their directory created and WAL configured."""
+def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False,
+                     pool_size: int | None = None) -> Engine:
+    """An engine for ``url``; SQLite files get their directory created and WAL configured.
+
+    ``pool_size`` keeps that many connections (default 5, plus 10 overflow) for many-threaded callers.
+    """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    if pool_size is not None:
+        kwargs |= {"pool_size": pool_size, "max_overflow": 2}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":

@@ -19,16 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from lianjie.db import insert_ignoring_duplicates, utcnow
+from lianjie.db import UTCDateTime, utcnow
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity.models import Profile
-from lianjie.identity.service import root_of
 from lianjie.loyalty import programme, tiers
 from lianjie.loyalty.models import (
     EntryKind,
     HoldStatus,
+    LoyaltyProgramme,
     OperationKind,
     PointsAccount,
     PointsEntry,
@@ -76,12 +78,32 @@ class Result:
     outcome: dict[str, Any] = field(default_factory=dict)
 
 
+PROFILES: Table = Profile.__table__  # type: ignore[assignment]
+PROGRAMMES: Table = LoyaltyProgramme.__table__  # type: ignore[assignment]
+
+# The hot path's statements are built once: building a statement costs more than running it here.
+_ROOT = (select(func.coalesce(PROFILES.c.merged_into_id, PROFILES.c.id))
+         .where(PROFILES.c.tenant_id == bindparam("t"), PROFILES.c.id == bindparam("p")).scalar_subquery())
+_CUSTOMER = (select(PROFILES.c.id, _ROOT.label("root"),
+                    select(PROGRAMMES.c.config).where(PROGRAMMES.c.tenant_id == bindparam("t"))
+                    .scalar_subquery().label("config"))
+             .where(PROFILES.c.tenant_id == bindparam("t"),
+                    or_(PROFILES.c.id == _ROOT, PROFILES.c.merged_into_id == _ROOT))
+             .order_by(PROFILES.c.id))
+
+
+def customer_and_rules(session: Session, tenant_id: int, profile_id: int) -> tuple[Customer, ProgrammeConfig]:
+    """The customer a profile belongs to (all its profiles) and the programme, in one round trip."""
+    session.flush()  # statements below run on the connection, past the ORM's autoflush
+    rows = session.connection().execute(_CUSTOMER, {"t": tenant_id, "p": profile_id}).all()
+    if not rows:
+        raise NotFound(f"no profile {profile_id}", code="profile_not_found")
+    customer = Customer(tenant_id, rows[0].root, tuple(r.id for r in rows))
+    return customer, programme.from_stored(rows[0].config)
+
+
 def customer_of(session: Session, tenant_id: int, profile_id: int) -> Customer:
-    root = root_of(session, tenant_id, profile_id)
-    ids = session.scalars(select(Profile.id).where(Profile.tenant_id == tenant_id,
-                                                   or_(Profile.id == root, Profile.merged_into_id == root))
-                          .order_by(Profile.id)).all()
-    return Customer(tenant_id, root, tuple(ids))
+    return customer_and_rules(session, tenant_id, profile_id)[0]
 
 
 # ---- the shared steps ------------------------------------------------------------------------------
@@ -96,11 +118,11 @@ def _claim(session: Session, tenant_id: int, key: str, kind: OperationKind, requ
     """
     if not key or len(key) > 128:
         raise ValidationFailed("an idempotency key of 1 to 128 characters is required", field="idempotency_key")
-    values.setdefault("created_at", utcnow())
-    stmt = insert_ignoring_duplicates(session, OPERATIONS, ["tenant_id", "idempotency_key"]).values(
-        tenant_id=tenant_id, idempotency_key=key, kind=kind.value, request=request, outcome={}, **values,
-    ).returning(OPERATIONS.c.id)
-    new_id = session.execute(stmt).scalar()
+    row = dict(_OPERATION_DEFAULTS, tenant_id=tenant_id, idempotency_key=key, kind=kind.value, request=request,
+               outcome={}, created_at=utcnow())
+    row.update(values)
+    conn = session.connection()
+    new_id = conn.execute(_claim_statement(conn.dialect.name), row).scalar()
     if new_id is not None:
         return int(new_id), False
     stored = session.execute(select(OPERATIONS.c.id, OPERATIONS.c.kind, OPERATIONS.c.request).where(
@@ -109,6 +131,19 @@ def _claim(session: Session, tenant_id: int, key: str, kind: OperationKind, requ
         raise Conflict(f"idempotency key {key!r} was already used for a different {stored.kind} request "
                        f"({stored.request})", code="idempotency_key_reused", field="idempotency_key")
     return int(stored.id), True
+
+
+_OPERATION_DEFAULTS: dict[str, Any] = {"profile_id": None, "points": 0, "spend_fen": 0, "order_no": None,
+                                       "reason": None, "operator": None, "hold_status": None, "hold_expires_at": None}
+_CLAIMS: dict[str, Any] = {}
+
+
+def _claim_statement(dialect: str) -> Any:
+    if dialect not in _CLAIMS:
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        _CLAIMS[dialect] = insert(OPERATIONS).on_conflict_do_nothing(
+            index_elements=["tenant_id", "idempotency_key"]).returning(OPERATIONS.c.id)
+    return _CLAIMS[dialect]
 
 
 def _refuse(session: Session, operation_id: int, error: Exception) -> NoReturn:
@@ -123,29 +158,48 @@ def stored_result(session: Session, operation_id: int, *, replayed: bool = True)
     return Result(row.id, row.kind, row.points, replayed, row.hold_status, row.outcome or {})
 
 
+_LOCK = (select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUNTS.c.debt)
+         .where(ACCOUNTS.c.tenant_id == bindparam("t"), ACCOUNTS.c.profile_id.in_(bindparam("ids", expanding=True)))
+         .order_by(ACCOUNTS.c.id).with_for_update())
+_NEW_ACCOUNTS: dict[str, Any] = {}
+
+
 def _lock_accounts(session: Session, customer: Customer, create_for: int | None = None) -> dict[int, Account]:
     """The customer's accounts by profile id, locked until the transaction ends."""
-    query = (select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUNTS.c.debt)
-             .where(ACCOUNTS.c.tenant_id == customer.tenant_id, ACCOUNTS.c.profile_id.in_(customer.profile_ids))
-             .order_by(ACCOUNTS.c.id).with_for_update())
-    accounts = {r.profile_id: Account(r.id, r.profile_id, r.balance, r.debt) for r in session.execute(query)}
+    conn = session.connection()
+    params = {"t": customer.tenant_id, "ids": list(customer.profile_ids)}
+    accounts = {r.profile_id: Account(r.id, r.profile_id, r.balance, r.debt) for r in conn.execute(_LOCK, params)}
     if create_for is not None and create_for not in accounts:
-        session.execute(insert_ignoring_duplicates(session, ACCOUNTS, ["tenant_id", "profile_id"]).values(
-            tenant_id=customer.tenant_id, profile_id=create_for, balance=0, debt=0, created_at=utcnow()))
-        row = session.execute(query.where(ACCOUNTS.c.profile_id == create_for)).one()
+        dialect = conn.dialect.name
+        if dialect not in _NEW_ACCOUNTS:
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            _NEW_ACCOUNTS[dialect] = insert(ACCOUNTS).on_conflict_do_nothing(index_elements=["tenant_id", "profile_id"])
+        conn.execute(_NEW_ACCOUNTS[dialect], {"tenant_id": customer.tenant_id, "profile_id": create_for, "balance": 0,
+                                              "debt": 0, "created_at": utcnow()})
+        row = conn.execute(_LOCK, params | {"ids": [create_for]}).one()
         accounts[create_for] = Account(row.id, row.profile_id, row.balance, row.debt)
     return accounts
 
 
+_LIVE_LOTS = (select(LOTS.c.id, LOTS.c.account_id, LOTS.c.remaining)
+              .where(LOTS.c.account_id.in_(bindparam("accounts", expanding=True)), LOTS.c.remaining > 0,
+                     or_(LOTS.c.expires_at.is_(None), LOTS.c.expires_at > bindparam("now", type_=UTCDateTime)))
+              .order_by(LOTS.c.expires_at.is_(None), LOTS.c.expires_at, LOTS.c.id))
+_SPENDABLE_LOTS = _LIVE_LOTS.where(LOTS.c.available_at <= bindparam("now", type_=UTCDateTime))
+
+
 def _spendable_lots(session: Session, accounts: list[Account], now: dt.datetime, *,
                     include_pending: bool = False) -> list[Any]:
-    query = (select(LOTS.c.id, LOTS.c.account_id, LOTS.c.remaining)
-             .where(LOTS.c.account_id.in_([a.id for a in accounts]), LOTS.c.remaining > 0,
-                    or_(LOTS.c.expires_at.is_(None), LOTS.c.expires_at > now))
-             .order_by(LOTS.c.expires_at.is_(None), LOTS.c.expires_at, LOTS.c.id))
-    if not include_pending:
-        query = query.where(LOTS.c.available_at <= now)
-    return list(session.execute(query))
+    """Lots that can pay, soonest-expiring first (never-expiring last)."""
+    query = _LIVE_LOTS if include_pending else _SPENDABLE_LOTS
+    return list(session.connection().execute(query, {"accounts": [a.id for a in accounts], "now": now}))
+
+
+_INSERT_ENTRIES = ENTRIES.insert()
+_UPDATE_LOTS = update(LOTS).where(LOTS.c.id == bindparam("lot")).values(remaining=LOTS.c.remaining + bindparam("delta"))
+_UPDATE_ACCOUNTS = update(ACCOUNTS).where(ACCOUNTS.c.id == bindparam("acct")).values(
+    balance=ACCOUNTS.c.balance + bindparam("delta"), debt=ACCOUNTS.c.debt + bindparam("debt_delta"))
+_INSERT_LOT = LOTS.insert().returning(LOTS.c.id)
 
 
 class _Writer:
@@ -183,28 +237,27 @@ class _Writer:
         return taken
 
     def flush(self) -> None:
+        conn = self.session.connection()
         if self.entries:
-            self.session.execute(ENTRIES.insert(), self.entries)
-        if self.lot_changes:
-            self.session.execute(update(LOTS).where(LOTS.c.id == bindparam("lot")).values(
-                remaining=LOTS.c.remaining + bindparam("delta")).execution_options(synchronize_session=False),
-                [{"lot": k, "delta": v} for k, v in self.lot_changes.items() if v])
+            conn.execute(_INSERT_ENTRIES, self.entries)
+        lots = [{"lot": k, "delta": v} for k, v in self.lot_changes.items() if v]
+        if lots:
+            conn.execute(_UPDATE_LOTS, lots)
         changed = [{"acct": a, "delta": d, "debt_delta": self.debt.get(a, 0)}
                    for a, d in self.balance.items() if d or self.debt.get(a, 0)]
         if changed:
-            self.session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == bindparam("acct")).values(
-                balance=ACCOUNTS.c.balance + bindparam("delta"), debt=ACCOUNTS.c.debt + bindparam("debt_delta"))
-                .execution_options(synchronize_session=False), changed)
+            conn.execute(_UPDATE_ACCOUNTS, changed)
+        self.entries, self.lot_changes, self.balance, self.debt = [], {}, {}, {}
 
 
 def _credit(session: Session, writer: _Writer, config: ProgrammeConfig, account: Account, points: int,
             effective: dt.datetime, *, pending: bool = True) -> None:
     """A new lot; any debt of the account is repaid from it first."""
     available = config.available_at(effective) if pending else effective
-    lot_id = session.execute(LOTS.insert().values(
-        tenant_id=writer.tenant_id, account_id=account.id, operation_id=writer.operation_id, amount=points,
-        remaining=points, available_at=available, expires_at=config.expires_at(available), created_at=writer.now,
-    ).returning(LOTS.c.id)).scalar_one()
+    lot_id = session.connection().execute(_INSERT_LOT, {
+        "tenant_id": writer.tenant_id, "account_id": account.id, "operation_id": writer.operation_id,
+        "amount": points, "remaining": points, "available_at": available,
+        "expires_at": config.expires_at(available), "created_at": writer.now}).scalar_one()
     writer.entry(account, EntryKind.CREDIT, points, lot_id)
     repay = min(account.debt, points)
     if repay:
@@ -214,7 +267,7 @@ def _credit(session: Session, writer: _Writer, config: ProgrammeConfig, account:
 
 def _finish(session: Session, writer: _Writer, operation_id: int, points: int, **values: Any) -> None:
     writer.flush()
-    if values or points:
+    if values:
         session.execute(update(OPERATIONS).where(OPERATIONS.c.id == operation_id)
                         .values(points=points, **values).execution_options(synchronize_session=False))
 
@@ -231,7 +284,7 @@ def _check_points(points: int, field_name: str = "points") -> None:
 def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points: int | None = None,
          event: str | None = None, reason: str | None = None, operator: str | None = None) -> Result:
     """Credit points for a non-purchase event (by the programme's rule) or a given amount."""
-    config = programme.load(session, tenant_id)
+    customer, config = customer_and_rules(session, tenant_id, profile_id)
     if (points is None) == (event is None):
         raise ValidationFailed("give either points or an event", field="points")
     if event is not None:
@@ -242,10 +295,9 @@ def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points:
     assert points is not None
     if points != 0 or event is None:
         _check_points(points)
-    customer = customer_of(session, tenant_id, profile_id)
     request = {"profile_id": profile_id, "points": points, "event": event, "reason": reason}
     op_id, replayed = _claim(session, tenant_id, key, OperationKind.EARN, request, profile_id=customer.root,
-                             reason=(reason or event), operator=operator)
+                             reason=(reason or event), operator=operator, points=points)
     if replayed:
         return stored_result(session, op_id)
     now = utcnow()
@@ -261,12 +313,12 @@ def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points:
 def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: str, paid_fen: int,
                    lines: list[tuple[str, str | None, int]], ordered_at: dt.datetime) -> Result:
     """Points an order earns by the programme's rules and the buyer's tier, pending for the return window."""
-    config = programme.load(session, tenant_id)
-    customer = customer_of(session, tenant_id, profile_id)
+    customer, config = customer_and_rules(session, tenant_id, profile_id)
     points = config.order_points(lines, tiers.multiplier(session, config, customer.profile_ids))
     request = {"order_no": order_no, "paid_fen": paid_fen}
     op_id, replayed = _claim(session, tenant_id, f"order:{order_no}", OperationKind.ORDER, request, False,
-                             profile_id=profile_id, order_no=order_no, spend_fen=paid_fen, created_at=ordered_at)
+                             profile_id=profile_id, order_no=order_no, spend_fen=paid_fen, created_at=ordered_at,
+                             points=max(points, 0))
     if replayed:
         return stored_result(session, op_id)
     accounts = _lock_accounts(session, customer, create_for=profile_id)
@@ -285,8 +337,7 @@ def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_n
                                                         OPERATIONS.c.idempotency_key == f"order:{order_no}")).first()
     if order_op is None or order_op.profile_id is None:
         return None  # a guest order, or one placed before the programme: nothing was earned
-    config = programme.load(session, tenant_id)
-    customer = customer_of(session, tenant_id, order_op.profile_id)
+    customer, config = customer_and_rules(session, tenant_id, order_op.profile_id)
     request = {"order_no": order_no, "refund_no": refund_no, "refunded_fen": refunded_fen}
     op_id, replayed = _claim(session, tenant_id, f"refund:{refund_no}", OperationKind.REVERSE, request, False,
                              profile_id=order_op.profile_id, order_no=order_no, spend_fen=-refunded_fen)
@@ -355,8 +406,7 @@ def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: i
           order_no: str | None = None, reason: str | None = None) -> Result:
     """Spend points now, or hold them for a till until it confirms or cancels (holds lapse after a while)."""
     _check_points(points)
-    config = programme.load(session, tenant_id)
-    customer = customer_of(session, tenant_id, profile_id)
+    customer, config = customer_and_rules(session, tenant_id, profile_id)
     kind = OperationKind.HOLD if hold else OperationKind.SPEND
     request = {"profile_id": profile_id, "points": points, "order_no": order_no, "reason": reason}
     now = utcnow()
@@ -433,8 +483,7 @@ def adjust(session: Session, tenant_id: int, profile_id: int, key: str, points: 
         raise ValidationFailed("an adjustment needs a reason and the operator", field="reason" if not reason.strip()
                                else "operator")
     _check_points(abs(points))
-    config = programme.load(session, tenant_id)
-    customer = customer_of(session, tenant_id, profile_id)
+    customer, config = customer_and_rules(session, tenant_id, profile_id)
     request = {"profile_id": profile_id, "points": points, "reason": reason, "operator": operator}
     now = utcnow()
     op_id, replayed = _claim(session, tenant_id, key, OperationKind.ADJUST, request, profile_id=customer.root,

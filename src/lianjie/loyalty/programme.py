@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
@@ -163,9 +165,25 @@ def parse(doc: dict[str, Any]) -> ProgrammeConfig:
                                code="invalid_programme") from exc
 
 
+_DEFAULT = ProgrammeConfig()
+
+
+@lru_cache(maxsize=256)
+def _parse_text(text: bytes) -> ProgrammeConfig:
+    return parse(orjson.loads(text))
+
+
+def from_stored(doc: dict[str, Any] | None) -> ProgrammeConfig:
+    """The programme from its stored document (None: the defaults); parsed once per distinct document,
+    since every ledger operation needs it."""
+    if doc is None:
+        return _DEFAULT
+    return _parse_text(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+
+
 def load(session: Session, tenant_id: int) -> ProgrammeConfig:
     row = session.get(LoyaltyProgramme, tenant_id)
-    return parse(row.config) if row is not None else ProgrammeConfig()
+    return from_stored(row.config if row is not None else None)
 
 
 def save(session: Session, tenant_id: int, doc: dict[str, Any]) -> ProgrammeConfig:
