@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from lianjie import migrate, wiring
 from lianjie.app import create_app
-from lianjie.commerce import catalogue, csvfiles
+from lianjie.commerce import catalogue, csvfiles, importing
 from lianjie.config import get_settings
 from lianjie.crypto import get_cipher
 from lianjie.db import engine_from_settings, make_session_factory, transaction
@@ -56,10 +56,12 @@ staff_app = typer.Typer(help="Staff and shopping guides (导购).", no_args_is_h
 apikey_app = typer.Typer(help="API keys: write keys for event sources, admin keys with scopes.", no_args_is_help=True)
 demo_app = typer.Typer(help="The generated demo retail world.", no_args_is_help=True)
 catalogue_app = typer.Typer(help="Categories and products.", no_args_is_help=True)
+orders_app = typer.Typer(help="Orders and refunds: import till (POS) exports.", no_args_is_help=True)
 identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
                            no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
-                  (apikey_app, "apikey"), (catalogue_app, "catalogue"), (identity_app, "identity"), (demo_app, "demo")):
+                  (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
+                  (identity_app, "identity"), (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -308,6 +310,56 @@ def catalogue_import(tenant: TenantOpt,
         f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
         f"rejected {len(summary.rejected)}" + "".join(f"\n  {r['kind']} line {r['line']}: {r['reason']}"
                                                       for r in summary.rejected[:20])))
+
+
+# ---- orders ----------------------------------------------------------------------------------------
+
+
+@orders_app.command("import")
+def orders_import(file: Annotated[Path, typer.Argument(help="CSV export, optionally gzipped.", exists=True,
+                                                       dir_okay=False)],
+                  tenant: TenantOpt,
+                  mapping: Annotated[str, typer.Option(help="A mapping TOML file, or a shipped one by name: "
+                                                            "completejourney, demo.")],
+                  rejects: Annotated[Path | None, typer.Option(help="Default: FILE.rejects.csv")] = None,
+                  as_json: JsonFlag = False) -> None:
+    """Import orders and returns from a till export; bad orders go to a rejects CSV, good ones are kept.
+
+    Safe to run again: stored orders and refunds are recognised by their numbers and left unchanged.
+    """
+    with unit_of_work() as session:
+        merchant = service.get_merchant(session, tenant)
+        spec = importing.load_mapping(mapping)
+    engine = engine_from_settings(get_settings())
+    try:
+        with Progress(console=err, disable=as_json) as progress:
+            task = progress.add_task(f"importing {file.name}", total=None)
+            report = importing.import_orders(
+                make_session_factory(engine), merchant.id, file, spec, rejects=rejects,
+                on_total=lambda n: progress.update(task, total=n), advance=lambda n: progress.advance(task, n))
+    except (LianjieError, ValueError) as exc:
+        err.print(f"[red]error[/red] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    summary = report.summary()
+    table = Table("", "count", title=f"{file.name} -> {merchant.slug}")
+    for label, key in (("rows read", "rows_read"), ("orders created", "orders_created"),
+                       ("orders unchanged (imported before)", "orders_unchanged"),
+                       ("refunds created", "refunds_created"), ("refunds unchanged", "refunds_unchanged"),
+                       ("duplicate rows skipped", "duplicate_rows"), ("rows rejected", "rejected_rows"),
+                       ("orders rejected", "rejected_orders"), ("stores created", "stores_created"),
+                       ("products loaded", "products_loaded")):
+        table.add_row(label, f"{summary[key]:,}")
+
+    def human() -> None:
+        console.print(table)
+        rate = summary["rows_read"] / summary["seconds"] if summary["seconds"] else 0
+        console.print(f"{summary['seconds']:.1f} s, {rate:,.0f} rows/s")
+        if report.rejects_file:
+            console.print(f"rejected rows with their line and reason: {report.rejects_file}")
+
+    emit(as_json, summary, human)
 
 
 # ---- identity --------------------------------------------------------------------------------------
