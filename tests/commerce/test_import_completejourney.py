@@ -26,6 +26,7 @@ from lianjie.commerce.models import Order, OrderLine, Refund
 from lianjie.identity.models import Event
 from tests.commerce.test_catalogue import tree
 from tests.factories import make_merchant
+from tests.processes import Cli
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "completejourney"
 TRANSACTIONS = DATASETS / "transactions_sample.csv.gz"
@@ -195,3 +196,24 @@ def test_bad_rows_are_listed_with_line_and_reason_and_good_ones_kept(
     again = importing.import_orders(session_factory, tenant, path, mapping)
     assert (again.orders_created, again.orders_unchanged, again.refunds_created, again.refunds_unchanged) == (
         0, 2, 0, 1)
+
+
+def test_the_cli_imports_prints_a_summary_and_reimports_unchanged(database_url: str | None, tmp_path: Path) -> None:
+    cli = Cli(tmp_path, database_url)
+    cli.run("db", "upgrade")
+    cli.run("tenant", "create", "--slug", "huamei", "--name", "华美生活")
+    (tmp_path / "products.csv").write_text("sku,name,price_fen\nSKU-1,连衣裙,19990\nSKU-2,袜子,990\n",
+                                           encoding="utf-8")
+    cli.run("catalogue", "import", "-t", "huamei", "--products", "products.csv")
+    (tmp_path / "custom.toml").write_text(CUSTOM, encoding="utf-8")
+    with gzip.open(tmp_path / "till.csv.gz", "wt", encoding="gbk") as handle:
+        handle.write(HEADER + "\n".join([*GOOD, BAD[0]]) + "\n")
+    args = ("orders", "import", "till.csv.gz", "-t", "huamei", "--mapping", "custom.toml")
+    human = cli.run(*args)
+    assert "orders created" in human.stdout
+    assert "till.csv.gz.rejects.csv" in human.stdout
+    summary = cli.json(*args)
+    assert (summary["orders_created"], summary["orders_unchanged"], summary["refunds_unchanged"],
+            summary["rejected_rows"]) == (0, 2, 1, 1)
+    assert "is not a time" in (tmp_path / "till.csv.gz.rejects.csv").read_text(encoding="utf-8")
+    assert cli.run("orders", "import", "till.csv.gz", "-t", "huamei", "--mapping", "nope", ok=False).returncode == 1
