@@ -1,14 +1,26 @@
-"""Catalogue API: the category tree and products, upserted by the merchant's own codes."""
+"""Commerce API: the catalogue (upserted by the merchant's own codes), orders and refunds."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import AwareDatetime
 
-from lianjie.commerce import catalogue
-from lianjie.commerce.models import ProductStatus
-from lianjie.commerce.schemas import CategoryIn, CategoryOut, ProductIn, ProductOut, ProductUpdate
+from lianjie.commerce import catalogue, orders, refunds
+from lianjie.commerce.models import OrderChannel, OrderStatus, ProductStatus
+from lianjie.commerce.schemas import (
+    CategoryIn,
+    CategoryOut,
+    OrderIn,
+    OrderOut,
+    OrderSummaryOut,
+    ProductIn,
+    ProductOut,
+    ProductUpdate,
+    RefundIn,
+)
+from lianjie.crypto import get_cipher
 from lianjie.errors import ValidationFailed
 from lianjie.http import DbSession
 from lianjie.pagination import MAX_LIMIT, Page
@@ -67,3 +79,56 @@ def get_product(sku: str, session: DbSession, caller: Reader) -> ProductOut:
 @router.patch("/products/{sku}")
 def update_product(sku: str, body: ProductUpdate, session: DbSession, caller: Writer) -> ProductOut:
     return ProductOut.model_validate(catalogue.update_product(session, caller.tenant_id, sku, body))
+
+
+# ---- orders and refunds ----------------------------------------------------------------------------
+
+OrderReader = Annotated[Caller, RequireScope("orders:read")]
+OrderWriter = Annotated[Caller, RequireScope("orders:write")]
+
+
+@router.post("/orders", status_code=201, tags=["orders"],
+             responses={200: {"description": "The same order was stored before (a safe replay)."},
+                        409: {"description": "The order number is taken by an order with other values."}})
+def create_order(body: OrderIn, response: Response, session: DbSession, caller: OrderWriter) -> OrderOut:
+    """Store a completed order; totals are computed, the buyer is resolved through OneID."""
+    order, created = orders.record_order(session, get_cipher(), caller.tenant_id, body, source=caller.source or "api")
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return orders.order_out(session, order)
+
+
+@router.get("/orders", tags=["orders"])
+def list_orders(session: DbSession, caller: OrderReader,
+                profile_id: Annotated[int | None, Query(ge=1, le=2**63 - 1,
+                                                        description="The whole customer this profile is part of.")
+                                      ] = None,
+                store_code: str | None = None, channel: OrderChannel | None = None,
+                status: OrderStatus | None = None,
+                since: Annotated[AwareDatetime | None, Query(description="ordered_at on or after")] = None,
+                until: Annotated[AwareDatetime | None, Query(description="ordered_at before")] = None,
+                limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+                offset: Annotated[int, Query(ge=0)] = 0) -> Page[OrderSummaryOut]:
+    """Orders, newest first."""
+    rows, total = orders.list_orders(session, caller.tenant_id, profile_id=profile_id, store_code=store_code,
+                                     channel=channel, status=status, since=since, until=until, limit=limit,
+                                     offset=offset)
+    return Page(items=orders.summaries(session, rows), total=total, limit=limit, offset=offset)
+
+
+@router.get("/orders/{order_no}", tags=["orders"])
+def get_order(order_no: str, session: DbSession, caller: OrderReader) -> OrderOut:
+    """An order with its lines (and each line's share of the order discounts) and its refunds."""
+    return orders.order_out(session, orders.get_order(session, caller.tenant_id, order_no))
+
+
+@router.post("/orders/{order_no}/refunds", status_code=201, tags=["orders"],
+             responses={200: {"description": "The same refund was stored before (a safe replay)."},
+                        409: {"description": "The refund number is taken by a refund with other values."},
+                        422: {"description": "Invalid, or more than is left to refund (refund_exceeds_order)."}})
+def create_refund(order_no: str, body: RefundIn, response: Response, session: DbSession,
+                  caller: OrderWriter) -> OrderOut:
+    """Refund the whole rest of an order (no lines) or some units of some lines; returns the order."""
+    _, created = refunds.record_refund(session, get_cipher(), caller.tenant_id, order_no, body,
+                                            source=caller.source or "api")
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return orders.order_out(session, orders.get_order(session, caller.tenant_id, order_no))

@@ -1,13 +1,14 @@
-"""Shapes of the catalogue API."""
+"""Shapes of the commerce API: catalogue, orders and refunds (money in fen)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from lianjie.commerce.models import ProductStatus
+from lianjie.commerce.models import OrderChannel, OrderStatus, ProductStatus
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -65,3 +66,157 @@ class ImportSummary(BaseModel):
     updated: int = 0
     unchanged: int = 0
     rejected: list[dict[str, str | int]] = Field(default_factory=list)
+
+
+# ---- orders ----------------------------------------------------------------------------------------
+
+Fen = Annotated[int, Field(ge=0, le=10**12)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+OrderNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/:#]{0,63}$")]
+Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class BuyerIn(BaseModel):
+    """Whatever the channel knows of the buyer; every field is optional and none at all means a guest.
+
+    The names are OneID's identifier types; an openid needs the app it belongs to (``wechat_appid``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: Ident | None = None
+    anonymous_id: Ident | None = None
+    member_no: Ident | None = None
+    phone: Ident | None = None
+    email: Ident | None = None
+    wechat_unionid: Ident | None = None
+    wechat_openid: Ident | None = None
+    wechat_appid: Ident | None = None
+    wecom_external_userid: Ident | None = None
+    device_id: Ident | None = None
+
+
+class LineIn(BaseModel):
+    """One order line. Give the unit price, or the line's gross amount (weighed goods), or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    line_no: int | None = Field(default=None, ge=1, le=10_000, description="Default: position, from 1.")
+    sku: Code
+    quantity: int = Field(gt=0, le=1_000_000)
+    unit_price_fen: Fen | None = None
+    list_fen: Fen | None = Field(default=None, description="Gross line amount; default quantity x unit price.")
+    discount_fen: Fen = Field(default=0, description="The line's own discount.")
+
+    @model_validator(mode="after")
+    def _priced(self) -> LineIn:
+        if self.unit_price_fen is None and self.list_fen is None:
+            raise ValueError("give unit_price_fen or list_fen")
+        return self
+
+
+class DiscountKind(StrEnum):
+    DISCOUNT = "discount"
+    COUPON = "coupon"
+
+
+class DiscountIn(BaseModel):
+    """An order-level discount (满减 …) or a coupon used; spread over the lines by their amounts."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: DiscountKind = DiscountKind.DISCOUNT
+    code: Label | None = None
+    amount_fen: int = Field(gt=0, le=10**12)
+
+    @model_validator(mode="after")
+    def _coupon_code(self) -> DiscountIn:
+        if self.kind == DiscountKind.COUPON and not self.code:
+            raise ValueError("a coupon needs its code")
+        return self
+
+
+class OrderIn(BaseModel):
+    """A completed sale as a till, shop or mini-program sends it; sending it again is safe."""
+
+    model_config = ConfigDict(extra="forbid")
+    order_no: OrderNo
+    ordered_at: AwareDatetime = Field(description="With its UTC offset; a time without one is refused.")
+    store_code: Code | None = None
+    channel: OrderChannel
+    guide_staff_no: Code | None = None
+    payment_method: Label | None = None
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="Default: the merchant's currency.")
+    buyer: BuyerIn = Field(default_factory=BuyerIn)
+    lines: list[LineIn] = Field(min_length=1, max_length=500)
+    discounts: list[DiscountIn] = Field(default_factory=list, max_length=50)
+    paid_fen: Fen | None = Field(default=None, description="If given, must equal the computed paid total.")
+
+
+class LineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    line_no: int
+    sku: str
+    category_code: str | None
+    quantity: int
+    unit_price_fen: int
+    list_fen: int
+    discount_fen: int
+    allocated_fen: int = Field(description="This line's share of the order-level discounts.")
+    paid_fen: int
+    refunded_quantity: int
+    refunded_fen: int
+
+
+class RefundLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    line_no: int
+    quantity: int
+    amount_fen: int
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    refund_no: str
+    order_no: str
+    refunded_at: dt.datetime
+    amount_fen: int
+    reason: str | None
+    lines: list[RefundLineOut]
+
+
+class OrderSummaryOut(BaseModel):
+    order_no: str
+    ordered_at: dt.datetime
+    store_code: str | None
+    channel: OrderChannel
+    guide_staff_no: str | None
+    payment_method: str | None
+    currency: str
+    profile_id: int | None = Field(description="The buyer's base profile (None: a guest).")
+    list_fen: int
+    discount_fen: int
+    paid_fen: int
+    refunded_fen: int
+    status: OrderStatus
+
+
+class OrderOut(OrderSummaryOut):
+    discounts: list[dict[str, Any]]
+    lines: list[LineOut]
+    refunds: list[RefundOut]
+
+
+class RefundLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line_no: int = Field(ge=1, le=10_000)
+    quantity: int = Field(gt=0, le=1_000_000)
+    amount_fen: Fen | None = Field(default=None, description="Default: the line's paid amount pro rata.")
+
+
+class RefundIn(BaseModel):
+    """A refund of the whole order (no lines) or of some units of some lines; safe to resend."""
+
+    model_config = ConfigDict(extra="forbid")
+    refund_no: OrderNo
+    refunded_at: AwareDatetime | None = Field(default=None, description="Default: now.")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    lines: list[RefundLineIn] | None = Field(default=None, min_length=1, max_length=500)
