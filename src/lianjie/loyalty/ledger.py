@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -109,7 +109,7 @@ def customer_of(session: Session, tenant_id: int, profile_id: int) -> Customer:
 # ---- the shared steps ------------------------------------------------------------------------------
 
 
-def _claim(session: Session, tenant_id: int, key: str, kind: OperationKind, request: dict[str, Any],
+def _claim(conn: Connection, tenant_id: int, key: str, kind: OperationKind, request: dict[str, Any],
            strict: bool = True, **values: Any) -> tuple[int, bool]:
     """Insert the operation under its idempotency key; returns (operation id, whether it existed).
 
@@ -121,11 +121,10 @@ def _claim(session: Session, tenant_id: int, key: str, kind: OperationKind, requ
     row = dict(_OPERATION_DEFAULTS, tenant_id=tenant_id, idempotency_key=key, kind=kind.value, request=request,
                outcome={}, created_at=utcnow())
     row.update(values)
-    conn = session.connection()
     new_id = conn.execute(_claim_statement(conn.dialect.name), row).scalar()
     if new_id is not None:
         return int(new_id), False
-    stored = session.execute(select(OPERATIONS.c.id, OPERATIONS.c.kind, OPERATIONS.c.request).where(
+    stored = conn.execute(select(OPERATIONS.c.id, OPERATIONS.c.kind, OPERATIONS.c.request).where(
         OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.idempotency_key == key)).one()
     if stored.kind != kind.value or (strict and stored.request != request):
         raise Conflict(f"idempotency key {key!r} was already used for a different {stored.kind} request "
@@ -146,10 +145,10 @@ def _claim_statement(dialect: str) -> Any:
     return _CLAIMS[dialect]
 
 
-def _refuse(session: Session, operation_id: int, error: Exception) -> NoReturn:
+def _refuse(conn: Connection, operation_id: int, error: Exception) -> NoReturn:
     """Give a claimed key back before refusing, so the request changes nothing even if the caller's
     transaction goes on (a subscriber's, a test's) and a corrected retry may use the same key."""
-    session.execute(OPERATIONS.delete().where(OPERATIONS.c.id == operation_id))
+    conn.execute(OPERATIONS.delete().where(OPERATIONS.c.id == operation_id))
     raise error
 
 
@@ -164,9 +163,8 @@ _LOCK = (select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUN
 _NEW_ACCOUNTS: dict[str, Any] = {}
 
 
-def _lock_accounts(session: Session, customer: Customer, create_for: int | None = None) -> dict[int, Account]:
+def _lock_accounts(conn: Connection, customer: Customer, create_for: int | None = None) -> dict[int, Account]:
     """The customer's accounts by profile id, locked until the transaction ends."""
-    conn = session.connection()
     params = {"t": customer.tenant_id, "ids": list(customer.profile_ids)}
     accounts = {r.profile_id: Account(r.id, r.profile_id, r.balance, r.debt) for r in conn.execute(_LOCK, params)}
     if create_for is not None and create_for not in accounts:
@@ -188,11 +186,11 @@ _LIVE_LOTS = (select(LOTS.c.id, LOTS.c.account_id, LOTS.c.remaining)
 _SPENDABLE_LOTS = _LIVE_LOTS.where(LOTS.c.available_at <= bindparam("now", type_=UTCDateTime))
 
 
-def _spendable_lots(session: Session, accounts: list[Account], now: dt.datetime, *,
+def _spendable_lots(conn: Connection, accounts: list[Account], now: dt.datetime, *,
                     include_pending: bool = False) -> list[Any]:
     """Lots that can pay, soonest-expiring first (never-expiring last)."""
     query = _LIVE_LOTS if include_pending else _SPENDABLE_LOTS
-    return list(session.connection().execute(query, {"accounts": [a.id for a in accounts], "now": now}))
+    return list(conn.execute(query, {"accounts": [a.id for a in accounts], "now": now}))
 
 
 _INSERT_ENTRIES = ENTRIES.insert()
@@ -205,8 +203,8 @@ _INSERT_LOT = LOTS.insert().returning(LOTS.c.id)
 class _Writer:
     """Collects one operation's entries and lot/account changes, then writes them in bulk."""
 
-    def __init__(self, session: Session, tenant_id: int, operation_id: int, now: dt.datetime) -> None:
-        self.session, self.tenant_id, self.operation_id, self.now = session, tenant_id, operation_id, now
+    def __init__(self, conn: Connection, tenant_id: int, operation_id: int, now: dt.datetime) -> None:
+        self.conn, self.tenant_id, self.operation_id, self.now = conn, tenant_id, operation_id, now
         self.entries: list[dict[str, Any]] = []
         self.lot_changes: dict[int, int] = {}
         self.balance: dict[int, int] = {}
@@ -237,7 +235,7 @@ class _Writer:
         return taken
 
     def flush(self) -> None:
-        conn = self.session.connection()
+        conn = self.conn
         if self.entries:
             conn.execute(_INSERT_ENTRIES, self.entries)
         lots = [{"lot": k, "delta": v} for k, v in self.lot_changes.items() if v]
@@ -250,11 +248,11 @@ class _Writer:
         self.entries, self.lot_changes, self.balance, self.debt = [], {}, {}, {}
 
 
-def _credit(session: Session, writer: _Writer, config: ProgrammeConfig, account: Account, points: int,
+def _credit(writer: _Writer, config: ProgrammeConfig, account: Account, points: int,
             effective: dt.datetime, *, pending: bool = True) -> None:
     """A new lot; any debt of the account is repaid from it first."""
     available = config.available_at(effective) if pending else effective
-    lot_id = session.connection().execute(_INSERT_LOT, {
+    lot_id = writer.conn.execute(_INSERT_LOT, {
         "tenant_id": writer.tenant_id, "account_id": account.id, "operation_id": writer.operation_id,
         "amount": points, "remaining": points, "available_at": available,
         "expires_at": config.expires_at(available), "created_at": writer.now}).scalar_one()
@@ -284,6 +282,7 @@ def _check_points(points: int, field_name: str = "points") -> None:
 def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points: int | None = None,
          event: str | None = None, reason: str | None = None, operator: str | None = None) -> Result:
     """Credit points for a non-purchase event (by the programme's rule) or a given amount."""
+    conn = session.connection()
     customer, config = customer_and_rules(session, tenant_id, profile_id)
     if (points is None) == (event is None):
         raise ValidationFailed("give either points or an event", field="points")
@@ -296,15 +295,15 @@ def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points:
     if points != 0 or event is None:
         _check_points(points)
     request = {"profile_id": profile_id, "points": points, "event": event, "reason": reason}
-    op_id, replayed = _claim(session, tenant_id, key, OperationKind.EARN, request, profile_id=customer.root,
+    op_id, replayed = _claim(conn, tenant_id, key, OperationKind.EARN, request, profile_id=customer.root,
                              reason=(reason or event), operator=operator, points=points)
     if replayed:
         return stored_result(session, op_id)
     now = utcnow()
-    accounts = _lock_accounts(session, customer, create_for=customer.root)
-    writer = _Writer(session, tenant_id, op_id, now)
+    accounts = _lock_accounts(conn, customer, create_for=customer.root)
+    writer = _Writer(conn, tenant_id, op_id, now)
     if points:
-        _credit(session, writer, config, accounts[customer.root], points, now, pending=False)
+        _credit(writer, config, accounts[customer.root], points, now, pending=False)
     _finish(session, writer, op_id, points)
     tiers.upgrade_if_qualified(session, config, tenant_id, customer.root, customer.profile_ids, now)
     return Result(op_id, OperationKind.EARN.value, points)
@@ -313,18 +312,19 @@ def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points:
 def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: str, paid_fen: int,
                    lines: list[tuple[str, str | None, int]], ordered_at: dt.datetime) -> Result:
     """Points an order earns by the programme's rules and the buyer's tier, pending for the return window."""
+    conn = session.connection()
     customer, config = customer_and_rules(session, tenant_id, profile_id)
     points = config.order_points(lines, tiers.multiplier(session, config, customer.profile_ids))
     request = {"order_no": order_no, "paid_fen": paid_fen}
-    op_id, replayed = _claim(session, tenant_id, f"order:{order_no}", OperationKind.ORDER, request, False,
+    op_id, replayed = _claim(conn, tenant_id, f"order:{order_no}", OperationKind.ORDER, request, False,
                              profile_id=profile_id, order_no=order_no, spend_fen=paid_fen, created_at=ordered_at,
                              points=max(points, 0))
     if replayed:
         return stored_result(session, op_id)
-    accounts = _lock_accounts(session, customer, create_for=profile_id)
-    writer = _Writer(session, tenant_id, op_id, utcnow())
+    accounts = _lock_accounts(conn, customer, create_for=profile_id)
+    writer = _Writer(conn, tenant_id, op_id, utcnow())
     if points > 0:
-        _credit(session, writer, config, accounts[profile_id], points, ordered_at)
+        _credit(writer, config, accounts[profile_id], points, ordered_at)
     _finish(session, writer, op_id, points)
     tiers.upgrade_if_qualified(session, config, tenant_id, customer.root, customer.profile_ids)
     return Result(op_id, OperationKind.ORDER.value, points)
@@ -333,17 +333,18 @@ def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: 
 def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_no: str, refunded_fen: int,
                        order_paid_fen: int) -> Result | None:
     """Take back an order's points in proportion to the refunded value (see :func:`_reverse`)."""
+    conn = session.connection()
     order_op = session.execute(select(OPERATIONS).where(OPERATIONS.c.tenant_id == tenant_id,
                                                         OPERATIONS.c.idempotency_key == f"order:{order_no}")).first()
     if order_op is None or order_op.profile_id is None:
         return None  # a guest order, or one placed before the programme: nothing was earned
     customer, config = customer_and_rules(session, tenant_id, order_op.profile_id)
     request = {"order_no": order_no, "refund_no": refund_no, "refunded_fen": refunded_fen}
-    op_id, replayed = _claim(session, tenant_id, f"refund:{refund_no}", OperationKind.REVERSE, request, False,
+    op_id, replayed = _claim(conn, tenant_id, f"refund:{refund_no}", OperationKind.REVERSE, request, False,
                              profile_id=order_op.profile_id, order_no=order_no, spend_fen=-refunded_fen)
     if replayed:
         return stored_result(session, op_id)
-    accounts = _lock_accounts(session, customer)
+    accounts = _lock_accounts(conn, customer)
     earlier = session.execute(select(OPERATIONS.c.spend_fen, OPERATIONS.c.outcome).where(
         OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.order_no == order_no,
         OPERATIONS.c.kind == OperationKind.REVERSE.value, OPERATIONS.c.id != op_id)).all()
@@ -351,7 +352,7 @@ def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_n
     # Cumulative, so that three partial refunds of a third each take back exactly what one would.
     target = order_op.points * refunded_total // order_paid_fen if order_paid_fen > 0 else order_op.points
     wanted = max(0, target - sum((r.outcome or {}).get("reversed", 0) for r in earlier))
-    writer = _Writer(session, tenant_id, op_id, utcnow())
+    writer = _Writer(conn, tenant_id, op_id, utcnow())
     outcome = _reverse(session, writer, config, customer, accounts, order_op.id, wanted)
     points = -(wanted - outcome.get("written_off", 0))
     _finish(session, writer, op_id, points, outcome=outcome)
@@ -365,6 +366,7 @@ def _reverse(session: Session, writer: _Writer, config: ProgrammeConfig, custome
     has 50 from elsewhere; refunding the order takes back 30 from its lot, then under ``clawback`` 50 from
     the other lot and 20 as a debt; under ``negative_balance`` 70 as a debt; under
     ``clawback_then_write_off`` 50 from the other lot and 20 written off (recorded in the outcome)."""
+    conn = session.connection()
     if wanted == 0:
         return {"reversed": 0}
     by_id = {a.id: a for a in accounts.values()}
@@ -373,7 +375,7 @@ def _reverse(session: Session, writer: _Writer, config: ProgrammeConfig, custome
     outcome = {"from_order_lots": writer.take(by_id, own, wanted, EntryKind.DEBIT)}
     short = wanted - outcome["from_order_lots"]
     if short and config.overdraw != Overdraw.NEGATIVE_BALANCE:
-        others = _spendable_lots(session, list(accounts.values()), writer.now, include_pending=True)
+        others = _spendable_lots(conn, list(accounts.values()), writer.now, include_pending=True)
         outcome["clawed_back"] = writer.take(by_id, others, short, EntryKind.DEBIT)
         short -= outcome["clawed_back"]
     if short:
@@ -405,6 +407,7 @@ def balances(session: Session, customer: Customer, now: dt.datetime) -> tuple[in
 def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, hold: bool = False,
           order_no: str | None = None, reason: str | None = None) -> Result:
     """Spend points now, or hold them for a till until it confirms or cancels (holds lapse after a while)."""
+    conn = session.connection()
     _check_points(points)
     customer, config = customer_and_rules(session, tenant_id, profile_id)
     kind = OperationKind.HOLD if hold else OperationKind.SPEND
@@ -412,18 +415,18 @@ def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: i
     now = utcnow()
     extra: dict[str, Any] = {"hold_status": HoldStatus.HELD.value,
                              "hold_expires_at": now + dt.timedelta(minutes=config.hold_minutes)} if hold else {}
-    op_id, replayed = _claim(session, tenant_id, key, kind, request, profile_id=customer.root, order_no=order_no,
+    op_id, replayed = _claim(conn, tenant_id, key, kind, request, profile_id=customer.root, order_no=order_no,
                              reason=reason, points=-points, created_at=now, **extra)
     if replayed:
         return stored_result(session, op_id)
-    accounts = _lock_accounts(session, customer)
-    lots = _spendable_lots(session, list(accounts.values()), now) if accounts else []
+    accounts = _lock_accounts(conn, customer)
+    lots = _spendable_lots(conn, list(accounts.values()), now) if accounts else []
     debt = sum(a.debt for a in accounts.values())
     spendable = sum(lot.remaining for lot in lots) - debt
     if points > spendable:
-        _refuse(session, op_id, InsufficientPoints(
+        _refuse(conn, op_id, InsufficientPoints(
             f"{points} points asked for but only {max(spendable, 0)} are spendable", field="points"))
-    writer = _Writer(session, tenant_id, op_id, now)
+    writer = _Writer(conn, tenant_id, op_id, now)
     writer.take({a.id: a for a in accounts.values()}, lots, points, EntryKind.DEBIT)
     writer.flush()
     return Result(op_id, kind.value, -points, hold_status=extra.get("hold_status"))
@@ -454,6 +457,7 @@ def confirm_hold(session: Session, tenant_id: int, hold_id: int) -> Result:
 
 def cancel_hold(session: Session, tenant_id: int, hold_id: int, *, now: dt.datetime | None = None) -> Result:
     """Give held points back to the lots they came from. Cancelling twice is harmless; after confirm, 409."""
+    conn = session.connection()
     row = _hold(session, tenant_id, hold_id)
     if row.hold_status == HoldStatus.CONFIRMED.value:
         raise Conflict(f"hold {hold_id} was confirmed; refund the order instead", code="hold_confirmed")
@@ -464,7 +468,7 @@ def cancel_hold(session: Session, tenant_id: int, hold_id: int, *, now: dt.datet
     accounts = {r.id: Account(r.id, r.profile_id, r.balance, r.debt) for r in session.execute(
         select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUNTS.c.debt)
         .where(ACCOUNTS.c.id.in_({t.account_id for t in taken})).order_by(ACCOUNTS.c.id).with_for_update())}
-    writer = _Writer(session, tenant_id, hold_id, now or utcnow())
+    writer = _Writer(conn, tenant_id, hold_id, now or utcnow())
     for entry in taken:
         writer.entry(accounts[entry.account_id], EntryKind.RELEASE, -entry.amount, entry.lot_id)
     writer.flush()
@@ -479,6 +483,7 @@ def cancel_hold(session: Session, tenant_id: int, hold_id: int, *, now: dt.datet
 def adjust(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, reason: str,
            operator: str) -> Result:
     """An operator's correction: positive adds a lot spendable at once, negative takes from spendable lots."""
+    conn = session.connection()
     if not reason.strip() or not operator.strip():
         raise ValidationFailed("an adjustment needs a reason and the operator", field="reason" if not reason.strip()
                                else "operator")
@@ -486,18 +491,18 @@ def adjust(session: Session, tenant_id: int, profile_id: int, key: str, points: 
     customer, config = customer_and_rules(session, tenant_id, profile_id)
     request = {"profile_id": profile_id, "points": points, "reason": reason, "operator": operator}
     now = utcnow()
-    op_id, replayed = _claim(session, tenant_id, key, OperationKind.ADJUST, request, profile_id=customer.root,
+    op_id, replayed = _claim(conn, tenant_id, key, OperationKind.ADJUST, request, profile_id=customer.root,
                              reason=reason[:200], operator=operator[:100], points=points, created_at=now)
     if replayed:
         return stored_result(session, op_id)
-    accounts = _lock_accounts(session, customer, create_for=customer.root)
-    writer = _Writer(session, tenant_id, op_id, now)
+    accounts = _lock_accounts(conn, customer, create_for=customer.root)
+    writer = _Writer(conn, tenant_id, op_id, now)
     if points > 0:
-        _credit(session, writer, config, accounts[customer.root], points, now, pending=False)
+        _credit(writer, config, accounts[customer.root], points, now, pending=False)
     else:
-        lots = _spendable_lots(session, list(accounts.values()), now)
+        lots = _spendable_lots(conn, list(accounts.values()), now)
         if -points > sum(lot.remaining for lot in lots):
-            _refuse(session, op_id, InsufficientPoints(
+            _refuse(conn, op_id, InsufficientPoints(
                 f"cannot take {-points} points: only {sum(lot.remaining for lot in lots)} are spendable",
                 field="points"))
         writer.take({a.id: a for a in accounts.values()}, lots, -points, EntryKind.DEBIT)
@@ -523,6 +528,7 @@ def expire_due(session: Session, tenant_id: int, now: dt.datetime, *, limit: int
     The job calls this in a loop, one transaction per call, until the run is ``done``. Holds go first,
     so points a lapsed hold gives back to an expired lot expire in the same call.
     """
+    conn = session.connection()
     run = ExpiryRun()
     holds = session.execute(select(OPERATIONS.c.id, OPERATIONS.c.points).where(
         OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.hold_status == HoldStatus.HELD.value,
@@ -541,10 +547,10 @@ def expire_due(session: Session, tenant_id: int, now: dt.datetime, *, limit: int
         points = sum(lot.remaining for lot in lots)
         if not points:
             continue
-        op_id, _ = _claim(session, tenant_id, f"expire:{account_id}:{now.isoformat()}", OperationKind.EXPIRE,
+        op_id, _ = _claim(conn, tenant_id, f"expire:{account_id}:{now.isoformat()}", OperationKind.EXPIRE,
                           {"account_id": account_id, "at": now.isoformat()}, profile_id=account.profile_id,
                           points=-points, created_at=now)
-        writer = _Writer(session, tenant_id, op_id, now)
+        writer = _Writer(conn, tenant_id, op_id, now)
         writer.take({account.id: account}, lots, points, EntryKind.EXPIRE)
         writer.flush()
         run.expired += points
