@@ -76,7 +76,13 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("points_operations", schema=None) as batch_op:
-        batch_op.create_index("ix_points_operations_order", ["tenant_id", "order_no"], unique=False)
+        batch_op.create_index(
+            "ix_points_operations_order",
+            ["tenant_id", "order_no"],
+            unique=False,
+            postgresql_where=sa.text("order_no IS NOT NULL"),
+            sqlite_where=sa.text("order_no IS NOT NULL"),
+        )
         batch_op.create_index("ix_points_operations_profile", ["profile_id", "created_at"], unique=False)
 
     op.create_table(
@@ -153,14 +159,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("points_entries", schema=None) as batch_op:
         batch_op.create_index("ix_points_entries_account", ["account_id", "id"], unique=False)
-        batch_op.create_index("ix_points_entries_lot", ["lot_id"], unique=False)
         batch_op.create_index("ix_points_entries_operation", ["operation_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("points_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_points_entries_operation")
-        batch_op.drop_index("ix_points_entries_lot")
         batch_op.drop_index("ix_points_entries_account")
 
     op.drop_table("points_entries")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from sqlalchemy import Connection, Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from lianjie.db import UTCDateTime, utcnow
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity.models import Profile
-from lianjie.loyalty import programme, tiers
+from lianjie.loyalty import pipeline, programme, tiers
 from lianjie.loyalty.models import (
     EntryKind,
     HoldStatus,
@@ -163,6 +163,66 @@ _LOCK = (select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUN
 _NEW_ACCOUNTS: dict[str, Any] = {}
 
 
+class LotRow(NamedTuple):
+    id: int
+    account_id: int
+    remaining: int
+
+
+@dataclass(slots=True)
+class _Gathered:
+    """Everything an operation reads before it decides: the customer, the rules, its claim, the
+    locked accounts (by profile id) and, when asked, the spendable lots."""
+
+    customer: Customer
+    config: ProgrammeConfig
+    op_id: int
+    replayed: bool
+    accounts: dict[int, Account] = field(default_factory=dict)
+    lots: list[Any] = field(default_factory=list)
+    new_lot_id: int | None = None
+
+
+def _gather(session: Session, conn: Connection, tenant_id: int, profile_id: int, key: str, kind: OperationKind,
+            request: dict[str, Any], now: dt.datetime, *, strict: bool = True, lots: bool = False,
+            create_for: int | None = None, for_root: bool = False, new_lot: bool = False,
+            owner: int | None = None, **values: Any) -> _Gathered:
+    """Claim the key, then lock the customer's accounts (creating ``create_for``'s, or the root's with
+    ``for_root``) and read the spendable lots. Replays come back with ``replayed`` and nothing locked."""
+    if not key or len(key) > 128:
+        raise ValidationFailed("an idempotency key of 1 to 128 characters is required", field="idempotency_key")
+    if owner is not None:
+        values["profile_id"] = owner  # the profile the operation is attributed to; else the customer's root
+    if not pipeline.is_postgresql(conn):
+        customer, config = customer_and_rules(session, tenant_id, profile_id)
+        values.setdefault("profile_id", customer.root)
+        op_id, replayed = _claim(conn, tenant_id, key, kind, request, strict, created_at=now, **values)
+        if replayed:
+            return _Gathered(customer, config, op_id, True)
+        accounts = _lock_accounts(conn, customer, create_for=customer.root if for_root else create_for)
+        found = _spendable_lots(conn, list(accounts.values()), now) if lots and accounts else []
+        return _Gathered(customer, config, op_id, False, accounts, found)
+    session.flush()
+    claim = _OPERATION_DEFAULTS | {"key": key, "kind": kind.value, "request": request, "created_at": now} | values
+    read = pipeline.read(conn, tenant_id, profile_id, claim, lots=lots, now=now, new_lot=new_lot)
+    if not read.members:
+        if read.claimed is not None:
+            conn.execute(OPERATIONS.delete().where(OPERATIONS.c.id == read.claimed))
+        raise NotFound(f"no profile {profile_id}", code="profile_not_found")
+    customer = Customer(tenant_id, read.members[0][1], tuple(m[0] for m in read.members))
+    config = programme.from_stored(read.members[0][2])
+    if read.claimed is None:
+        values.setdefault("profile_id", customer.root)
+        op_id, _ = _claim(conn, tenant_id, key, kind, request, strict, created_at=now, **values)
+        return _Gathered(customer, config, op_id, True)
+    accounts = {r[1]: Account(*r) for r in read.accounts}
+    target = customer.root if for_root else create_for
+    if target is not None and target not in accounts:
+        accounts = _lock_accounts(conn, customer, create_for=target)
+    return _Gathered(customer, config, read.claimed, False, accounts, [LotRow(*r) for r in read.lots],
+                     read.new_lot_id)
+
+
 def _lock_accounts(conn: Connection, customer: Customer, create_for: int | None = None) -> dict[int, Account]:
     """The customer's accounts by profile id, locked until the transaction ends."""
     params = {"t": customer.tenant_id, "ids": list(customer.profile_ids)}
@@ -203,8 +263,12 @@ _INSERT_LOT = LOTS.insert().returning(LOTS.c.id)
 class _Writer:
     """Collects one operation's entries and lot/account changes, then writes them in bulk."""
 
-    def __init__(self, conn: Connection, tenant_id: int, operation_id: int, now: dt.datetime) -> None:
+    def __init__(self, conn: Connection, tenant_id: int, operation_id: int, now: dt.datetime,
+                 new_lot_id: int | None = None) -> None:
         self.conn, self.tenant_id, self.operation_id, self.now = conn, tenant_id, operation_id, now
+        self.new_lot_id = new_lot_id  # PostgreSQL: drawn in the read round trip, so the lot goes with the writes
+        self.new_lots: list[dict[str, Any]] = []
+        self.operation_values: dict[str, Any] = {}
         self.entries: list[dict[str, Any]] = []
         self.lot_changes: dict[int, int] = {}
         self.balance: dict[int, int] = {}
@@ -236,26 +300,41 @@ class _Writer:
 
     def flush(self) -> None:
         conn = self.conn
-        if self.entries:
-            conn.execute(_INSERT_ENTRIES, self.entries)
         lots = [{"lot": k, "delta": v} for k, v in self.lot_changes.items() if v]
-        if lots:
-            conn.execute(_UPDATE_LOTS, lots)
         changed = [{"acct": a, "delta": d, "debt_delta": self.debt.get(a, 0)}
                    for a, d in self.balance.items() if d or self.debt.get(a, 0)]
-        if changed:
-            conn.execute(_UPDATE_ACCOUNTS, changed)
-        self.entries, self.lot_changes, self.balance, self.debt = [], {}, {}, {}
+        operation = (self.operation_id, self.operation_values) if self.operation_values else None
+        if pipeline.is_postgresql(conn):
+            pipeline.write(conn, new_lots=self.new_lots, entries=self.entries, lots=lots, accounts=changed,
+                           operation=operation)
+        else:
+            if self.new_lots:
+                conn.execute(LOTS.insert(), self.new_lots)
+            if self.entries:
+                conn.execute(_INSERT_ENTRIES, self.entries)
+            if lots:
+                conn.execute(_UPDATE_LOTS, lots)
+            if changed:
+                conn.execute(_UPDATE_ACCOUNTS, changed)
+            if operation is not None:
+                conn.execute(update(OPERATIONS).where(OPERATIONS.c.id == operation[0]).values(**operation[1]))
+        self.new_lots, self.entries, self.lot_changes, self.balance, self.debt = [], [], {}, {}, {}
+        self.operation_values = {}
 
 
 def _credit(writer: _Writer, config: ProgrammeConfig, account: Account, points: int,
             effective: dt.datetime, *, pending: bool = True) -> None:
     """A new lot; any debt of the account is repaid from it first."""
     available = config.available_at(effective) if pending else effective
-    lot_id = writer.conn.execute(_INSERT_LOT, {
-        "tenant_id": writer.tenant_id, "account_id": account.id, "operation_id": writer.operation_id,
-        "amount": points, "remaining": points, "available_at": available,
-        "expires_at": config.expires_at(available), "created_at": writer.now}).scalar_one()
+    lot = {"tenant_id": writer.tenant_id, "account_id": account.id, "operation_id": writer.operation_id,
+           "amount": points, "remaining": points, "available_at": available,
+           "expires_at": config.expires_at(available), "created_at": writer.now}
+    if writer.new_lot_id is not None:
+        lot_id = writer.new_lot_id
+        writer.new_lot_id = None
+        writer.new_lots.append(lot | {"id": lot_id})
+    else:
+        lot_id = writer.conn.execute(_INSERT_LOT, lot).scalar_one()
     writer.entry(account, EntryKind.CREDIT, points, lot_id)
     repay = min(account.debt, points)
     if repay:
@@ -264,10 +343,9 @@ def _credit(writer: _Writer, config: ProgrammeConfig, account: Account, points: 
 
 
 def _finish(session: Session, writer: _Writer, operation_id: int, points: int, **values: Any) -> None:
-    writer.flush()
     if values:
-        session.execute(update(OPERATIONS).where(OPERATIONS.c.id == operation_id)
-                        .values(points=points, **values).execution_options(synchronize_session=False))
+        writer.operation_values |= {"points": points, **values}
+    writer.flush()
 
 
 def _check_points(points: int, field_name: str = "points") -> None:
@@ -282,53 +360,50 @@ def _check_points(points: int, field_name: str = "points") -> None:
 def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points: int | None = None,
          event: str | None = None, reason: str | None = None, operator: str | None = None) -> Result:
     """Credit points for a non-purchase event (by the programme's rule) or a given amount."""
-    conn = session.connection()
-    customer, config = customer_and_rules(session, tenant_id, profile_id)
     if (points is None) == (event is None):
         raise ValidationFailed("give either points or an event", field="points")
-    if event is not None:
-        if event not in config.events:
-            raise ValidationFailed(f"the programme gives no points for {event!r} (it knows {sorted(config.events)})",
-                                   field="event", code="unknown_event")
-        points = config.events[event]
-    assert points is not None
-    if points != 0 or event is None:
+    if points is not None:
         _check_points(points)
+    conn, now = session.connection(), utcnow()
     request = {"profile_id": profile_id, "points": points, "event": event, "reason": reason}
-    op_id, replayed = _claim(conn, tenant_id, key, OperationKind.EARN, request, profile_id=customer.root,
-                             reason=(reason or event), operator=operator, points=points)
-    if replayed:
-        return stored_result(session, op_id)
-    now = utcnow()
-    accounts = _lock_accounts(conn, customer, create_for=customer.root)
-    writer = _Writer(conn, tenant_id, op_id, now)
+    got = _gather(session, conn, tenant_id, profile_id, key, OperationKind.EARN, request, now, for_root=True,
+                  new_lot=True, reason=(reason or event), operator=operator, points=points or 0)
+    if got.replayed:
+        return stored_result(session, got.op_id)
+    if event is not None:
+        if event not in got.config.events:
+            _refuse(conn, got.op_id, ValidationFailed(
+                f"the programme gives no points for {event!r} (it knows {sorted(got.config.events)})",
+                field="event", code="unknown_event"))
+        points = got.config.events[event]
+    assert points is not None
+    writer = _Writer(conn, tenant_id, got.op_id, now, got.new_lot_id)
     if points:
-        _credit(writer, config, accounts[customer.root], points, now, pending=False)
-    _finish(session, writer, op_id, points)
-    tiers.upgrade_if_qualified(session, config, tenant_id, customer.root, customer.profile_ids, now)
-    return Result(op_id, OperationKind.EARN.value, points)
-
+        _credit(writer, got.config, got.accounts[got.customer.root], points, now, pending=False)
+    if event is not None:
+        writer.operation_values["points"] = points
+    writer.flush()
+    tiers.upgrade_if_qualified(session, got.config, tenant_id, got.customer.root, got.customer.profile_ids, now)
+    return Result(got.op_id, OperationKind.EARN.value, points)
 
 def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: str, paid_fen: int,
                    lines: list[tuple[str, str | None, int]], ordered_at: dt.datetime) -> Result:
     """Points an order earns by the programme's rules and the buyer's tier, pending for the return window."""
     conn = session.connection()
-    customer, config = customer_and_rules(session, tenant_id, profile_id)
-    points = config.order_points(lines, tiers.multiplier(session, config, customer.profile_ids))
     request = {"order_no": order_no, "paid_fen": paid_fen}
-    op_id, replayed = _claim(conn, tenant_id, f"order:{order_no}", OperationKind.ORDER, request, False,
-                             profile_id=profile_id, order_no=order_no, spend_fen=paid_fen, created_at=ordered_at,
-                             points=max(points, 0))
-    if replayed:
-        return stored_result(session, op_id)
-    accounts = _lock_accounts(conn, customer, create_for=profile_id)
-    writer = _Writer(conn, tenant_id, op_id, utcnow())
+    got = _gather(session, conn, tenant_id, profile_id, f"order:{order_no}", OperationKind.ORDER, request,
+                  ordered_at, strict=False, create_for=profile_id, new_lot=True, owner=profile_id,
+                  order_no=order_no, spend_fen=paid_fen)
+    if got.replayed:
+        return stored_result(session, got.op_id)
+    points = got.config.order_points(lines, tiers.multiplier(session, got.config, got.customer.profile_ids))
+    writer = _Writer(conn, tenant_id, got.op_id, utcnow(), got.new_lot_id)
     if points > 0:
-        _credit(writer, config, accounts[profile_id], points, ordered_at)
-    _finish(session, writer, op_id, points)
-    tiers.upgrade_if_qualified(session, config, tenant_id, customer.root, customer.profile_ids)
-    return Result(op_id, OperationKind.ORDER.value, points)
-
+        _credit(writer, got.config, got.accounts[profile_id], points, ordered_at)
+        writer.operation_values["points"] = points
+    writer.flush()
+    tiers.upgrade_if_qualified(session, got.config, tenant_id, got.customer.root, got.customer.profile_ids)
+    return Result(got.op_id, OperationKind.ORDER.value, points)
 
 def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_no: str, refunded_fen: int,
                        order_paid_fen: int) -> Result | None:
@@ -407,30 +482,24 @@ def balances(session: Session, customer: Customer, now: dt.datetime) -> tuple[in
 def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, hold: bool = False,
           order_no: str | None = None, reason: str | None = None) -> Result:
     """Spend points now, or hold them for a till until it confirms or cancels (holds lapse after a while)."""
-    conn = session.connection()
     _check_points(points)
-    customer, config = customer_and_rules(session, tenant_id, profile_id)
+    conn, now = session.connection(), utcnow()
     kind = OperationKind.HOLD if hold else OperationKind.SPEND
     request = {"profile_id": profile_id, "points": points, "order_no": order_no, "reason": reason}
-    now = utcnow()
-    extra: dict[str, Any] = {"hold_status": HoldStatus.HELD.value,
-                             "hold_expires_at": now + dt.timedelta(minutes=config.hold_minutes)} if hold else {}
-    op_id, replayed = _claim(conn, tenant_id, key, kind, request, profile_id=customer.root, order_no=order_no,
-                             reason=reason, points=-points, created_at=now, **extra)
-    if replayed:
-        return stored_result(session, op_id)
-    accounts = _lock_accounts(conn, customer)
-    lots = _spendable_lots(conn, list(accounts.values()), now) if accounts else []
-    debt = sum(a.debt for a in accounts.values())
-    spendable = sum(lot.remaining for lot in lots) - debt
+    got = _gather(session, conn, tenant_id, profile_id, key, kind, request, now, lots=True, order_no=order_no,
+                  reason=reason, points=-points, hold_status=HoldStatus.HELD.value if hold else None)
+    if got.replayed:
+        return stored_result(session, got.op_id)
+    spendable = sum(lot.remaining for lot in got.lots) - sum(a.debt for a in got.accounts.values())
     if points > spendable:
-        _refuse(conn, op_id, InsufficientPoints(
+        _refuse(conn, got.op_id, InsufficientPoints(
             f"{points} points asked for but only {max(spendable, 0)} are spendable", field="points"))
-    writer = _Writer(conn, tenant_id, op_id, now)
-    writer.take({a.id: a for a in accounts.values()}, lots, points, EntryKind.DEBIT)
+    writer = _Writer(conn, tenant_id, got.op_id, now)
+    writer.take({a.id: a for a in got.accounts.values()}, got.lots, points, EntryKind.DEBIT)
+    if hold:
+        writer.operation_values["hold_expires_at"] = now + dt.timedelta(minutes=got.config.hold_minutes)
     writer.flush()
-    return Result(op_id, kind.value, -points, hold_status=extra.get("hold_status"))
-
+    return Result(got.op_id, kind.value, -points, hold_status=HoldStatus.HELD.value if hold else None)
 
 def _hold(session: Session, tenant_id: int, hold_id: int) -> Any:
     row = session.execute(select(OPERATIONS).where(OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.id == hold_id,
@@ -483,33 +552,27 @@ def cancel_hold(session: Session, tenant_id: int, hold_id: int, *, now: dt.datet
 def adjust(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, reason: str,
            operator: str) -> Result:
     """An operator's correction: positive adds a lot spendable at once, negative takes from spendable lots."""
-    conn = session.connection()
     if not reason.strip() or not operator.strip():
         raise ValidationFailed("an adjustment needs a reason and the operator", field="reason" if not reason.strip()
                                else "operator")
     _check_points(abs(points))
-    customer, config = customer_and_rules(session, tenant_id, profile_id)
+    conn, now = session.connection(), utcnow()
     request = {"profile_id": profile_id, "points": points, "reason": reason, "operator": operator}
-    now = utcnow()
-    op_id, replayed = _claim(conn, tenant_id, key, OperationKind.ADJUST, request, profile_id=customer.root,
-                             reason=reason[:200], operator=operator[:100], points=points, created_at=now)
-    if replayed:
-        return stored_result(session, op_id)
-    accounts = _lock_accounts(conn, customer, create_for=customer.root)
-    writer = _Writer(conn, tenant_id, op_id, now)
+    got = _gather(session, conn, tenant_id, profile_id, key, OperationKind.ADJUST, request, now, for_root=True,
+                  lots=points < 0, new_lot=points > 0, reason=reason[:200], operator=operator[:100], points=points)
+    if got.replayed:
+        return stored_result(session, got.op_id)
+    writer = _Writer(conn, tenant_id, got.op_id, now, got.new_lot_id)
     if points > 0:
-        _credit(writer, config, accounts[customer.root], points, now, pending=False)
+        _credit(writer, got.config, got.accounts[got.customer.root], points, now, pending=False)
     else:
-        lots = _spendable_lots(conn, list(accounts.values()), now)
-        if -points > sum(lot.remaining for lot in lots):
-            _refuse(conn, op_id, InsufficientPoints(
-                f"cannot take {-points} points: only {sum(lot.remaining for lot in lots)} are spendable",
-                field="points"))
-        writer.take({a.id: a for a in accounts.values()}, lots, -points, EntryKind.DEBIT)
+        available = sum(lot.remaining for lot in got.lots)
+        if -points > available:
+            _refuse(conn, got.op_id, InsufficientPoints(
+                f"cannot take {-points} points: only {available} are spendable", field="points"))
+        writer.take({a.id: a for a in got.accounts.values()}, got.lots, -points, EntryKind.DEBIT)
     writer.flush()
-    return Result(op_id, OperationKind.ADJUST.value, points)
-
-
+    return Result(got.op_id, OperationKind.ADJUST.value, points)
 @dataclass(slots=True)
 class ExpiryRun:
     expired: int = 0  # points expired

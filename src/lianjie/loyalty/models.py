@@ -29,6 +29,7 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -93,7 +94,9 @@ class PointsOperation(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_points_operations_profile", "profile_id", "created_at"),
-        Index("ix_points_operations_order", "tenant_id", "order_no"),
+        # Most operations have no order: a partial index skips them (and their index upkeep).
+        Index("ix_points_operations_order", "tenant_id", "order_no", postgresql_where=text("order_no IS NOT NULL"),
+              sqlite_where=text("order_no IS NOT NULL")),
         CheckConstraint("hold_status IS NULL OR hold_status IN ('held', 'confirmed', 'cancelled')",
                         name="hold_status"),
     )
@@ -144,7 +147,6 @@ class PointsEntry(Base):
     __table_args__ = (
         Index("ix_points_entries_account", "account_id", "id"),
         Index("ix_points_entries_operation", "operation_id"),
-        Index("ix_points_entries_lot", "lot_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
