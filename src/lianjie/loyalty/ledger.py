@@ -501,10 +501,17 @@ def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: i
     writer.flush()
     return Result(got.op_id, kind.value, -points, hold_status=HoldStatus.HELD.value if hold else None)
 
+
+_HOLD = (select(OPERATIONS.c.id, OPERATIONS.c.kind, OPERATIONS.c.points, OPERATIONS.c.hold_status,
+                OPERATIONS.c.hold_expires_at)
+         .where(OPERATIONS.c.tenant_id == bindparam("t"), OPERATIONS.c.id == bindparam("hold"),
+                OPERATIONS.c.kind == OperationKind.HOLD.value).with_for_update())
+_SET_HOLD_STATUS = update(OPERATIONS).where(OPERATIONS.c.id == bindparam("hold")).values(
+    hold_status=bindparam("status"))
+
+
 def _hold(session: Session, tenant_id: int, hold_id: int) -> Any:
-    row = session.execute(select(OPERATIONS).where(OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.id == hold_id,
-                                                   OPERATIONS.c.kind == OperationKind.HOLD.value)
-                          .with_for_update()).first()
+    row = session.connection().execute(_HOLD, {"t": tenant_id, "hold": hold_id}).first()
     if row is None:
         raise NotFound(f"no hold {hold_id}", code="hold_not_found")
     return row
@@ -519,8 +526,7 @@ def confirm_hold(session: Session, tenant_id: int, hold_id: int) -> Result:
         if row.hold_expires_at is not None and row.hold_expires_at <= utcnow():
             raise Conflict(f"hold {hold_id} lapsed at {row.hold_expires_at.isoformat()}; spend again",
                            code="hold_lapsed")
-        session.execute(update(OPERATIONS).where(OPERATIONS.c.id == hold_id)
-                        .values(hold_status=HoldStatus.CONFIRMED.value))
+        session.connection().execute(_SET_HOLD_STATUS, {"hold": hold_id, "status": HoldStatus.CONFIRMED.value})
     return Result(hold_id, row.kind, row.points, row.hold_status != HoldStatus.HELD.value, HoldStatus.CONFIRMED.value)
 
 

@@ -111,17 +111,16 @@ def read(conn: Connection, tenant_id: int, profile_id: int, claim: dict[str, Any
 def write(conn: Connection, *, new_lots: list[dict[str, Any]], entries: list[dict[str, Any]],
           lots: list[dict[str, Any]], accounts: list[dict[str, Any]],
           operation: tuple[int, dict[str, Any]] | None) -> None:
-    """Every write of an operation in one round trip."""
+    """Every write of an operation in one round trip.
+
+    Row by row on purpose: ``executemany`` opens a nested pipeline, and each nested one syncs (a round
+    trip of its own); an operation writes a handful of rows."""
     driver = _driver(conn)
     with driver.pipeline(), driver.cursor() as cursor:
-        if new_lots:
-            cursor.executemany(INSERT_LOT, new_lots)
-        if entries:
-            cursor.executemany(INSERT_ENTRY, entries)
-        if lots:
-            cursor.executemany(UPDATE_LOT, lots)
-        if accounts:
-            cursor.executemany(UPDATE_ACCOUNT, accounts)
+        for sql, rows in ((INSERT_LOT, new_lots), (INSERT_ENTRY, entries), (UPDATE_LOT, lots),
+                          (UPDATE_ACCOUNT, accounts)):
+            for row in rows:
+                cursor.execute(sql, row)
         if operation is not None:
             op_id, values = operation
             sets = ", ".join(f"{name} = %({name})s" for name in values)
