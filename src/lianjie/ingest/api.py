@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
-from lianjie.db import transaction, utcnow
+from lianjie.db import transaction, utcnow, writer_turn
 from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, ServiceBusy, Unauthenticated
 from lianjie.identity import recording
 from lianjie.identity.config import load_config
@@ -119,7 +119,7 @@ def _store_with_retry(factory: sessionmaker[Session], source: recording.Source, 
     prepared = recording.prepare(cipher, config, source, good, received_at)
     for attempt in range(_RETRIES):
         try:
-            with transaction(factory, write=True) as session:
+            with writer_turn(factory), transaction(factory, write=True) as session:
                 return recording.store_prepared(session, cipher, config, source, prepared)
         except (IntegrityError, OperationalError) as exc:
             if attempt == _RETRIES - 1:
