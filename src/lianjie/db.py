@@ -171,6 +171,7 @@ class _WriterQueue:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.process = threading.Lock()
         self.threads = threading.Lock()
         self.pid = -1
         self.fd = -1
@@ -191,6 +192,17 @@ _writer_queues: dict[str, _WriterQueue] = {}
 _writer_queues_lock = threading.Lock()
 
 
+def _writer_queue(factory: sessionmaker[Session]) -> _WriterQueue | None:
+    bind = factory.kw.get("bind")
+    url = bind.engine.url if bind is not None else None
+    if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
+            or fcntl is None:
+        return None
+    path = str(Path(url.database).expanduser().resolve()) + "-writers"
+    with _writer_queues_lock:
+        return _writer_queues.setdefault(path, _WriterQueue(path))
+
+
 @contextmanager
 def writer_turn(factory: sessionmaker[Session]) -> Iterator[None]:
     """Wait for this writer's turn on a SQLite file before taking its write lock; elsewhere a no-op.
@@ -201,16 +213,29 @@ def writer_turn(factory: sessionmaker[Session]) -> Iterator[None]:
     that do not queue (the CLI, a test) still meet SQLite's lock and busy timeout as before.
     Use around a whole ``transaction(factory, write=True)``; not re-entrant.
     """
-    bind = factory.kw.get("bind")
-    url = bind.engine.url if bind is not None else None
-    if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
-            or fcntl is None:
+    queue = _writer_queue(factory)
+    if queue is None:
         yield
         return
-    path = str(Path(url.database).expanduser().resolve()) + "-writers"
-    with _writer_queues_lock:
-        queue = _writer_queues.setdefault(path, _WriterQueue(path))
     with queue.turn():
+        yield
+
+
+@contextmanager
+def process_turn(factory: sessionmaker[Session]) -> Iterator[None]:
+    """On a SQLite file, one thread of this process at a time does a whole unit of write work.
+
+    SQLite has one writer at a time, so more threads per process add no write throughput; they
+    only share the process's GIL with the thread that holds the write lock, which then waits for
+    the GIL after each SQLite call (up to the 5 ms switch interval) while every other writer waits
+    for it. With one thread per process the CPU work of one process (parsing, validation, PII
+    sealing) runs on another core while the other holds the lock. Elsewhere a no-op.
+    """
+    queue = _writer_queue(factory)
+    if queue is None:
+        yield
+        return
+    with queue.process:
         yield
 
 
@@ -254,9 +279,11 @@ def sqlite_time(value: dt.datetime | None) -> str | None:
     """What :class:`UTCDateTime` stores on SQLite (naive UTC, SQLAlchemy's text format)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given; lianjie stores only timezone-aware times")
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not dt.UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; lianjie stores only timezone-aware times")
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
 
 
 def time_binder(session: Session) -> Any:

@@ -98,19 +98,21 @@ def _message_traits(raw: dict[str, Any]) -> dict[str, Any]:
 class Prepared:
     """A message made ready for storage before any lock is taken: identifiers found, PII sealed.
 
-    ``row`` holds the event's column values in :data:`_EVENT_COLUMNS` order, payload already JSON
-    text; only ``profile_id`` (index 4) is decided under the lock.
+    The event's column values in :data:`_EVENT_COLUMNS` order are ``head``, then ``profile_id``
+    (decided under the lock), then ``tail`` (times as datetimes) or ``sqlite_tail`` (times as the
+    text SQLite stores); the payload is already JSON text.
     """
 
     message: Message
     idents: list[Ident]
-    row: tuple[Any, ...]
+    head: tuple[Any, ...]
+    tail: tuple[Any, ...]
+    sqlite_tail: tuple[Any, ...]
     traits: dict[str, Any]
 
 
 _EVENT_COLUMNS = ("tenant_id", "message_id", "type", "event", "profile_id", "user_id", "anonymous_id", "source",
                   "timestamp", "original_timestamp", "sent_at", "received_at", "payload", "pii_encrypted")
-_TIMES = slice(8, 12)
 
 
 def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages: list[Message],
@@ -119,10 +121,12 @@ def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages:
     out = []
     for message in messages:
         clean, personal = pii.split(message.raw)
-        row = (source.tenant_id, message.message_id, message.type, _event_name(message.raw), None, message.user_id,
-               message.anonymous_id, source.name, message.timestamp, message.original_timestamp, message.sent_at,
-               received_at, json_text(clean), pii.seal(cipher, personal))
-        out.append(Prepared(message, extract(message.raw, config, cipher), row, _message_traits(message.raw)))
+        head = (source.tenant_id, message.message_id, message.type, _event_name(message.raw))
+        times = (message.timestamp, message.original_timestamp, message.sent_at, received_at)
+        rest = (json_text(clean), pii.seal(cipher, personal))
+        ids = (message.user_id, message.anonymous_id, source.name)
+        out.append(Prepared(message, extract(message.raw, config, cipher), head, (*ids, *times, *rest),
+                            (*ids, *map(sqlite_time, times), *rest), _message_traits(message.raw)))
     return out
 
 
@@ -167,12 +171,7 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
     for item, temp_profile in zip(fresh, profiles, strict=True):
         profile_id = real.get(temp_profile, temp_profile) if temp_profile is not None else None
         result.profiles[item.message.message_id] = profile_id
-        row = item.row
-        if sqlite:
-            times = tuple(map(sqlite_time, row[_TIMES]))
-            rows.append((*row[:4], profile_id, *row[5:8], *times, *row[12:]))
-        else:
-            rows.append((*row[:4], profile_id, *row[5:]))
+        rows.append((*item.head, profile_id, *(item.sqlite_tail if sqlite else item.tail)))
         if profile_id is not None:
             moment = item.message.timestamp
             touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)
