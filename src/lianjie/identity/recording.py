@@ -119,14 +119,22 @@ def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages:
             received_at: dt.datetime) -> list[Prepared]:
     """The CPU-bound part of ingestion; it needs no database, so it runs outside the write lock."""
     out = []
+    memo: dict[Any, Any] = {}
+    texts: dict[dt.datetime | None, str | None] = {None: None}  # a batch shares receivedAt, often sentAt
+
+    def text(moment: dt.datetime | None) -> str | None:
+        if moment not in texts:
+            texts[moment] = sqlite_time(moment)
+        return texts[moment]
+
     for message in messages:
         clean, personal = pii.split(message.raw)
         head = (source.tenant_id, message.message_id, message.type, _event_name(message.raw))
         times = (message.timestamp, message.original_timestamp, message.sent_at, received_at)
         rest = (json_text(clean), pii.seal(cipher, personal))
         ids = (message.user_id, message.anonymous_id, source.name)
-        out.append(Prepared(message, extract(message.raw, config, cipher), head, (*ids, *times, *rest),
-                            (*ids, *map(sqlite_time, times), *rest), _message_traits(message.raw)))
+        out.append(Prepared(message, extract(message.raw, config, cipher, memo), head, (*ids, *times, *rest),
+                            (*ids, *map(text, times), *rest), _message_traits(message.raw)))
     return out
 
 
