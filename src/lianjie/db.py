@@ -271,6 +271,24 @@ def driver_execute(session: Session, sql: str, params: Any = ()) -> Any:
     return connection.exec_driver_sql(sql, params)
 
 
+def driver_insert(session: Session, into: str, values: str, rows: list[tuple[Any, ...]], suffix: str = "") -> None:
+    """``INSERT INTO {into} VALUES {values}, … {suffix}`` for many rows, values untouched.
+
+    SQLite runs one prepared statement per row (executemany is its fast path); PostgreSQL gets a
+    few multi-row statements, which it plans and executes once rather than once per row.
+    """
+    if not rows:
+        return
+    if is_sqlite(session):
+        driver_execute(session, f"INSERT INTO {into} VALUES {values} {suffix}", rows)
+        return
+    per_statement = max(1, 30_000 // len(rows[0]))  # PostgreSQL takes at most 65,535 parameters
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        driver_execute(session, f"INSERT INTO {into} VALUES {', '.join([values] * len(chunk))} {suffix}",
+                       tuple(value for row in chunk for value in row))
+
+
 def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 

@@ -16,7 +16,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import driver_execute, is_sqlite, json_param, json_text, placeholders, sqlite_time
+from lianjie.db import driver_execute, driver_insert, is_sqlite, json_param, json_text, placeholders, sqlite_time
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, extract
@@ -183,9 +183,9 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
         if profile_id is not None:
             moment = item.message.timestamp
             touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)
-    values = ", ".join(["?"] * 12 + [json_param(session), "?"])
-    driver_execute(session, f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({values})"
-                            " ON CONFLICT (tenant_id, message_id) DO NOTHING", rows)
+    values = "(" + ", ".join(["?"] * 12 + [json_param(session), "?"]) + ")"
+    driver_insert(session, f"events ({', '.join(_EVENT_COLUMNS)})", values, rows,
+                  "ON CONFLICT (tenant_id, message_id) DO NOTHING")
     apply_touches(session, cipher, touches)
     result.accepted = len(fresh)
     return result

@@ -30,7 +30,16 @@ from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import allocate_ids, driver_execute, json_param, json_text, placeholders, time_binder, utcnow
+from lianjie.db import (
+    allocate_ids,
+    driver_execute,
+    driver_insert,
+    json_param,
+    json_text,
+    placeholders,
+    time_binder,
+    utcnow,
+)
 from lianjie.domain_events import publish
 from lianjie.identity.config import IdentityConfig
 from lianjie.identity.events import ProfilesMerged
@@ -281,8 +290,8 @@ class BatchResolver:
                  json_text({"_reappeared_after_erasure": [True, self.new_profiles[t].isoformat()]}
                            if t in self.reappeared else {}))
                 for t, real_id in zip(temps, ids, strict=True)]
-        driver_execute(self.session, "INSERT INTO profiles (id, tenant_id, created_at, traits, event_count)"
-                                     f" VALUES (?, ?, ?, {json_param(self.session)}, 0)", rows)
+        driver_insert(self.session, "profiles (id, tenant_id, created_at, traits, event_count)",
+                      f"(?, ?, ?, {json_param(self.session)}, 0)", rows)
         return dict(zip(temps, ids, strict=True))
 
     def _insert_identifiers(self, fix: Any) -> None:
@@ -296,9 +305,8 @@ class BatchResolver:
             rows.append((ident_id, self.tenant_id, ident.type, ident.hash, None if pii else ident.value,
                          self.cipher.encrypt(ident.value) if pii else None, fix(base), message_id, now))
             self.known[ident.key].id = ident_id
-        driver_execute(self.session, "INSERT INTO identifiers (id, tenant_id, type, value_hash, value,"
-                                     " value_encrypted, profile_id, first_message_id, created_at)"
-                                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        driver_insert(self.session, "identifiers (id, tenant_id, type, value_hash, value, value_encrypted,"
+                                    " profile_id, first_message_id, created_at)", "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _apply_merges(self, fix: Any) -> None:
         made = []
