@@ -16,6 +16,7 @@ import base64
 import http.client
 import itertools
 import json
+import socket
 import statistics
 import sys
 import tempfile
@@ -62,6 +63,12 @@ def send_all(base: str, key: str, batches: list[bytes], clients: int) -> tuple[f
 
     def worker() -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        conn.connect()
+        # As urllib3 does for requests (the official Segment Python client's transport): without
+        # TCP_NODELAY, http.client's separate send() of the body's last partial segment waits for the
+        # server's delayed ACK (~40 ms a request), which measures Nagle's algorithm, not the server.
+        assert conn.sock is not None
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
             with lock:
                 body = next(queue, None)

@@ -8,13 +8,15 @@ CLI command, job) commits or rolls back.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, Table, create_engine, event, func, select, text
+from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
@@ -22,6 +24,11 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from lianjie.config import Settings
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: writers meet SQLite's busy handler only
+    fcntl = None  # type: ignore[assignment]
 
 IMMEDIATE_OPTION = "lianjie_write_transaction"
 
@@ -165,6 +172,79 @@ def transaction(factory: sessionmaker[Session], *, write: bool = False) -> Itera
         session.close()
 
 
+class _WriterQueue:
+    """Writers of one SQLite file, in turn: a lock for this process's threads, a lock file for processes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.process = threading.Lock()
+        self.threads = threading.Lock()
+        self.pid = -1
+        self.fd = -1
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self.threads:
+            if self.pid != os.getpid():  # opened per process: a forked child must not share the lock
+                self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+_writer_queues: dict[str, _WriterQueue] = {}
+_writer_queues_lock = threading.Lock()
+
+
+def _writer_queue(factory: sessionmaker[Session]) -> _WriterQueue | None:
+    bind = factory.kw.get("bind")
+    url = bind.engine.url if bind is not None else None
+    if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
+            or fcntl is None:
+        return None
+    path = str(Path(url.database).expanduser().resolve()) + "-writers"
+    with _writer_queues_lock:
+        return _writer_queues.setdefault(path, _WriterQueue(path))
+
+
+@contextmanager
+def writer_turn(factory: sessionmaker[Session]) -> Iterator[None]:
+    """Wait for this writer's turn on a SQLite file before taking its write lock; elsewhere a no-op.
+
+    SQLite makes a writer that finds the database locked sleep and poll (its busy handler backs off
+    to 100 ms a try), so under steady load most of the time goes to sleeping while the lock is free.
+    Queuing on an OS lock instead wakes the next writer the moment the last one commits. Writers
+    that do not queue (the CLI, a test) still meet SQLite's lock and busy timeout as before.
+    Use around a whole ``transaction(factory, write=True)``; not re-entrant.
+    """
+    queue = _writer_queue(factory)
+    if queue is None:
+        yield
+        return
+    with queue.turn():
+        yield
+
+
+@contextmanager
+def process_turn(factory: sessionmaker[Session]) -> Iterator[None]:
+    """On a SQLite file, one thread of this process at a time does a whole unit of write work.
+
+    SQLite has one writer at a time, so more threads per process add no write throughput; they
+    only share the process's GIL with the thread that holds the write lock, which then waits for
+    the GIL after each SQLite call (up to the 5 ms switch interval) while every other writer waits
+    for it. With one thread per process the CPU work of one process (parsing, validation, PII
+    sealing) runs on another core while the other holds the lock. Elsewhere a no-op.
+    """
+    queue = _writer_queue(factory)
+    if queue is None:
+        yield
+        return
+    with queue.process:
+        yield
+
+
 def insert_ignoring_duplicates(session: Session, model: Any, index_elements: list[str]) -> Any:
     """An INSERT that skips rows colliding on ``index_elements`` (SQLite and PostgreSQL alike)."""
     dialect = session.get_bind().dialect.name
@@ -173,6 +253,80 @@ def insert_ignoring_duplicates(session: Session, model: Any, index_elements: lis
     if dialect == "sqlite":
         return sqlite_insert(model).on_conflict_do_nothing(index_elements=index_elements)
     raise NotImplementedError(f"no duplicate-skipping insert for {dialect}")
+
+
+# ---- plain SQL for the ingestion hot path ------------------------------------------------------------
+# A batch of events goes through a handful of statements per request, each with many rows. Through
+# SQLAlchemy every row's every value passes a Python type processor (and every ORM select an ORM
+# compile step), which cost more than SQLite's own work; these helpers hand values the driver takes
+# as they are: SQLite gets its stored text forms, PostgreSQL (psycopg) native objects.
+
+
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def driver_execute(session: Session, sql: str, params: Any = ()) -> Any:
+    """Run ``sql`` written with ``?`` placeholders on the session's connection, values untouched.
+
+    ``params`` is one tuple, or a list of tuples for an executemany. Returns the DBAPI-level result.
+    """
+    connection = session.connection()
+    if connection.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    return connection.exec_driver_sql(sql, params)
+
+
+def driver_insert(session: Session, into: str, values: str, rows: list[tuple[Any, ...]], suffix: str = "") -> None:
+    """``INSERT INTO {into} VALUES {values}, … {suffix}`` for many rows, values untouched.
+
+    SQLite runs one prepared statement per row (executemany is its fast path); PostgreSQL gets a
+    few multi-row statements, which it plans and executes once rather than once per row.
+    """
+    if not rows:
+        return
+    if is_sqlite(session):
+        driver_execute(session, f"INSERT INTO {into} VALUES {values} {suffix}", rows)
+        return
+    per_statement = max(1, 30_000 // len(rows[0]))  # PostgreSQL takes at most 65,535 parameters
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        driver_execute(session, f"INSERT INTO {into} VALUES {', '.join([values] * len(chunk))} {suffix}",
+                       tuple(value for row in chunk for value in row))
+
+
+def placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def sqlite_time(value: dt.datetime | None) -> str | None:
+    """What :class:`UTCDateTime` stores on SQLite (naive UTC, SQLAlchemy's text format)."""
+    if value is None:
+        return None
+    if value.tzinfo is not dt.UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; lianjie stores only timezone-aware times")
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+
+
+def time_binder(session: Session) -> Any:
+    """A function giving the driver value of an aware datetime for this session's database."""
+    return sqlite_time if is_sqlite(session) else _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def json_param(session: Session) -> str:
+    """The placeholder for JSON text: PostgreSQL is told the type, SQLite stores the text as it is."""
+    return "?" if is_sqlite(session) else "CAST(? AS JSON)"
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's stored text, as the engine's serializer writes it."""
+    return _json_dumps(value)
 
 
 def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
@@ -188,5 +342,5 @@ def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
         sequence = session.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name})
         rows = session.scalars(text("SELECT nextval(:s) FROM generate_series(1, :n)"), {"s": sequence, "n": count})
         return list(rows)
-    start = (session.scalar(select(func.max(table.c.id))) or 0) + 1
+    start = (driver_execute(session, f"SELECT max(id) FROM {table.name}").scalar() or 0) + 1
     return list(range(start, start + count))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import phonenumbers
 
@@ -96,6 +96,11 @@ def _trait_candidates(traits: Mapping[str, Any], appid: str | None) -> Iterator[
             yield type_, value, appid if type_ == "wechat_openid" else None
 
 
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, with the common case (a dict from JSON) first: ABC checks are slow."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def raw_identifiers(message: Mapping[str, Any]) -> Iterator[tuple[str, Any, str | None]]:
     """Every (type, raw value, scope) a message carries, in the places the Segment spec allows."""
     if message.get("userId") is not None:
@@ -103,40 +108,55 @@ def raw_identifiers(message: Mapping[str, Any]) -> Iterator[tuple[str, Any, str 
     if message.get("anonymousId") is not None:
         yield "anonymous_id", message["anonymousId"], None
     context = message.get("context")
-    context = context if isinstance(context, Mapping) else {}
+    context = context if _is_map(context) else {}
     traits = message.get("traits")
-    traits = traits if isinstance(traits, Mapping) else {}
+    traits = traits if _is_map(traits) else {}
     context_traits = context.get("traits")
-    context_traits = context_traits if isinstance(context_traits, Mapping) else {}
-    app = context.get("app") if isinstance(context.get("app"), Mapping) else None
+    context_traits = context_traits if _is_map(context_traits) else {}
+    app = context.get("app") if _is_map(context.get("app")) else None
     appid = _appid(traits, context_traits, app)
     yield from _trait_candidates(traits, appid)
     yield from _trait_candidates(context_traits, appid)
     device = context.get("device")
-    if isinstance(device, Mapping) and device.get("id") is not None:
+    if _is_map(device) and device.get("id") is not None:
         yield "device_id", device["id"], None
     external = context.get("externalIds")
     if isinstance(external, list):
         for entry in external:
-            kind = entry.get("type") if isinstance(entry, Mapping) else None
+            kind = entry.get("type") if _is_map(entry) else None
             if isinstance(kind, str):
                 type_ = TRAIT_ALIASES.get(kind, kind)
                 scope = (_appid(entry) or appid) if type_ == "wechat_openid" else None
                 yield type_, entry.get("id"), scope
 
 
-def extract(message: Mapping[str, Any], config: IdentityConfig, cipher: PiiCipher) -> list[Ident]:
-    """The usable identifiers of a message: known types, normalised, not blocked, each once."""
+def extract(message: Mapping[str, Any], config: IdentityConfig, cipher: PiiCipher,
+            memo: dict[tuple[str, str, str | None], Ident | None] | None = None) -> list[Ident]:
+    """The usable identifiers of a message: known types, normalised, not blocked, each once.
+
+    ``memo`` (one per batch and config) remembers what each raw text value became: a batch names
+    the same visitor's ids in message after message.
+    """
     seen: dict[tuple[str, str], Ident] = {}
     for type_, raw, scope in raw_identifiers(message):
-        if type_ not in config.types:
-            continue
-        value = normalise(type_, raw, scope)
-        if value is None or config.is_blocked(type_, value):
-            continue
-        if (type_, value) not in seen:
-            seen[(type_, value)] = Ident(type_, value, cipher.lookup_hash(type_, value))
+        if memo is None or type(raw) is not str:
+            ident = _identify(type_, raw, scope, config, cipher)
+        elif (type_, raw, scope) in memo:
+            ident = memo[(type_, raw, scope)]
+        else:
+            ident = memo[(type_, raw, scope)] = _identify(type_, raw, scope, config, cipher)
+        if ident is not None and ident.key not in seen:
+            seen[ident.key] = ident
     return list(seen.values())
+
+
+def _identify(type_: str, raw: Any, scope: str | None, config: IdentityConfig, cipher: PiiCipher) -> Ident | None:
+    if type_ not in config.types:
+        return None
+    value = normalise(type_, raw, scope)
+    if value is None or config.is_blocked(type_, value):
+        return None
+    return Ident(type_, value, cipher.lookup_hash(type_, value))
 
 
 def is_pii(type_: str) -> bool:

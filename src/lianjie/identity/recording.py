@@ -16,7 +16,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import insert_ignoring_duplicates
+from lianjie.db import driver_execute, driver_insert, is_sqlite, json_param, json_text, placeholders, sqlite_time
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, extract
@@ -65,8 +65,9 @@ def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -
     ids = list(set(message_ids))
     stored: set[str] = set()
     for start in range(0, len(ids), 500):
-        stored.update(session.scalars(select(Event.message_id).where(
-            Event.tenant_id == tenant_id, Event.message_id.in_(ids[start:start + 500]))))
+        chunk = ids[start:start + 500]
+        sql = f"SELECT message_id FROM events WHERE tenant_id = ? AND message_id IN ({placeholders(len(chunk))})"
+        stored.update(row[0] for row in driver_execute(session, sql, (tenant_id, *chunk)))
     return set(ids) - stored
 
 
@@ -95,26 +96,45 @@ def _message_traits(raw: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Prepared:
-    """A message made ready for storage before any lock is taken: identifiers found, PII sealed."""
+    """A message made ready for storage before any lock is taken: identifiers found, PII sealed.
+
+    The event's column values in :data:`_EVENT_COLUMNS` order are ``head``, then ``profile_id``
+    (decided under the lock), then ``tail`` (times as datetimes) or ``sqlite_tail`` (times as the
+    text SQLite stores); the payload is already JSON text.
+    """
 
     message: Message
     idents: list[Ident]
-    row: dict[str, Any]
+    head: tuple[Any, ...]
+    tail: tuple[Any, ...]
+    sqlite_tail: tuple[Any, ...]
     traits: dict[str, Any]
+
+
+_EVENT_COLUMNS = ("tenant_id", "message_id", "type", "event", "profile_id", "user_id", "anonymous_id", "source",
+                  "timestamp", "original_timestamp", "sent_at", "received_at", "payload", "pii_encrypted")
 
 
 def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages: list[Message],
             received_at: dt.datetime) -> list[Prepared]:
     """The CPU-bound part of ingestion; it needs no database, so it runs outside the write lock."""
     out = []
+    memo: dict[Any, Any] = {}
+    texts: dict[dt.datetime | None, str | None] = {None: None}  # a batch shares receivedAt, often sentAt
+
+    def text(moment: dt.datetime | None) -> str | None:
+        if moment not in texts:
+            texts[moment] = sqlite_time(moment)
+        return texts[moment]
+
     for message in messages:
         clean, personal = pii.split(message.raw)
-        row = {"tenant_id": source.tenant_id, "message_id": message.message_id, "type": message.type,
-               "event": _event_name(message.raw), "profile_id": None, "user_id": message.user_id,
-               "anonymous_id": message.anonymous_id, "source": source.name, "timestamp": message.timestamp,
-               "original_timestamp": message.original_timestamp, "sent_at": message.sent_at,
-               "received_at": received_at, "payload": clean, "pii_encrypted": pii.seal(cipher, personal)}
-        out.append(Prepared(message, extract(message.raw, config, cipher), row, _message_traits(message.raw)))
+        head = (source.tenant_id, message.message_id, message.type, _event_name(message.raw))
+        times = (message.timestamp, message.original_timestamp, message.sent_at, received_at)
+        rest = (json_text(clean), pii.seal(cipher, personal))
+        ids = (message.user_id, message.anonymous_id, source.name)
+        out.append(Prepared(message, extract(message.raw, config, cipher, memo), head, (*ids, *times, *rest),
+                            (*ids, *map(text, times), *rest), _message_traits(message.raw)))
     return out
 
 
@@ -154,14 +174,18 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
         result.conflicts += resolution.conflicts
     real = resolver.flush()
     touches: dict[int, Touch] = {}
+    rows = []
+    sqlite = is_sqlite(session)
     for item, temp_profile in zip(fresh, profiles, strict=True):
         profile_id = real.get(temp_profile, temp_profile) if temp_profile is not None else None
-        item.row["profile_id"] = profile_id
         result.profiles[item.message.message_id] = profile_id
+        rows.append((*item.head, profile_id, *(item.sqlite_tail if sqlite else item.tail)))
         if profile_id is not None:
             moment = item.message.timestamp
             touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)
-    session.execute(insert_ignoring_duplicates(session, EVENTS, ["tenant_id", "message_id"]), [i.row for i in fresh])
+    values = "(" + ", ".join(["?"] * 12 + [json_param(session), "?"]) + ")"
+    driver_insert(session, f"events ({', '.join(_EVENT_COLUMNS)})", values, rows,
+                  "ON CONFLICT (tenant_id, message_id) DO NOTHING")
     apply_touches(session, cipher, touches)
     result.accepted = len(fresh)
     return result

@@ -26,11 +26,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import allocate_ids, utcnow
+from lianjie.db import (
+    allocate_ids,
+    driver_execute,
+    driver_insert,
+    json_param,
+    json_text,
+    placeholders,
+    time_binder,
+    utcnow,
+)
 from lianjie.domain_events import publish
 from lianjie.identity.config import IdentityConfig
 from lianjie.identity.events import ProfilesMerged
@@ -113,11 +122,12 @@ class BatchResolver:
         rows: list[Any] = []
         for start in range(0, len(hashes), 500):
             chunk = hashes[start:start + 500]
-            rows += self.session.execute(
-                select(Identifier.id, Identifier.type, Identifier.value_hash, Identifier.profile_id,
-                       func.coalesce(Profile.merged_into_id, Profile.id))
-                .join(Profile, Profile.id == Identifier.profile_id)
-                .where(Identifier.tenant_id == self.tenant_id, Identifier.value_hash.in_(chunk))).all()
+            rows += driver_execute(
+                self.session,
+                "SELECT i.id, i.type, i.value_hash, i.profile_id, COALESCE(p.merged_into_id, p.id)"
+                " FROM identifiers i JOIN profiles p ON p.id = i.profile_id"
+                f" WHERE i.tenant_id = ? AND i.value_hash IN ({placeholders(len(chunk))})",
+                (self.tenant_id, *chunk)).fetchall()
         self._load_erased(wanted - {row[2] for row in rows})
         roots = set()
         for ident_id, type_, value_hash, profile_id, root in rows:
@@ -128,8 +138,8 @@ class BatchResolver:
 
     def _load_erased(self, unknown: set[str]) -> None:
         """Which never-seen values belonged to an erased person (most merchants have erased no one)."""
-        if not unknown or self.session.scalar(select(ErasedIdentifier.id).where(
-                ErasedIdentifier.tenant_id == self.tenant_id).limit(1)) is None:
+        if not unknown or driver_execute(self.session, "SELECT 1 FROM erased_identifiers WHERE tenant_id = ? LIMIT 1",
+                                         (self.tenant_id,)).first() is None:
             return
         hashes = list(unknown)
         for start in range(0, len(hashes), 500):
@@ -139,21 +149,29 @@ class BatchResolver:
                     ErasedIdentifier.value_hash.in_(hashes[start:start + 500]))).all())
 
     def _load_customers(self, roots: set[int]) -> None:
-        """Members of these customers and their identifier counts (queries that use the indexes)."""
+        """Members of these customers and their identifier counts.
+
+        Two index searches (by id; by tenant and ``merged_into_id``) joined with UNION: written as one
+        ``OR``, SQLite scans every profile of the merchant.
+        """
         if not roots:
             return
         wanted = list(roots)
-        for profile_id, merged_into in self.session.execute(
-                select(Profile.id, Profile.merged_into_id).where(
-                    Profile.tenant_id == self.tenant_id,
-                    Profile.id.in_(wanted) | Profile.merged_into_id.in_(wanted))):
+        marks = placeholders(len(wanted))
+        for profile_id, merged_into in driver_execute(
+                self.session,
+                f"SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND id IN ({marks})"
+                f" UNION SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND merged_into_id IN ({marks})",
+                (self.tenant_id, *wanted, self.tenant_id, *wanted)):
             root = merged_into or profile_id
             self.members.setdefault(root, set()).add(profile_id)
             self.root_of[profile_id] = root
         member_ids = [p for root in roots for p in self.members.get(root, ())]
-        for profile_id, type_, count in self.session.execute(
-                select(Identifier.profile_id, Identifier.type, func.count())
-                .where(Identifier.profile_id.in_(member_ids)).group_by(Identifier.profile_id, Identifier.type)):
+        if not member_ids:
+            return
+        for profile_id, type_, count in driver_execute(
+                self.session, f"SELECT profile_id, type, count(*) FROM identifiers"
+                f" WHERE profile_id IN ({placeholders(len(member_ids))}) GROUP BY profile_id, type", tuple(member_ids)):
             self.counts[self.root_of[profile_id]][type_] += count
 
     # ---- resolving -------------------------------------------------------------------------------
@@ -267,11 +285,13 @@ class BatchResolver:
             return {}
         temps = list(self.new_profiles)
         ids = allocate_ids(self.session, PROFILES, len(temps))
-        rows = [{"id": real_id, "tenant_id": self.tenant_id, "created_at": self.new_profiles[t],
-                 "traits": {"_reappeared_after_erasure": [True, self.new_profiles[t].isoformat()]}
-                 if t in self.reappeared else {}, "event_count": 0, "merged_into_id": None}
+        bind_time = time_binder(self.session)
+        rows = [(real_id, self.tenant_id, bind_time(self.new_profiles[t]),
+                 json_text({"_reappeared_after_erasure": [True, self.new_profiles[t].isoformat()]}
+                           if t in self.reappeared else {}))
                 for t, real_id in zip(temps, ids, strict=True)]
-        self.session.execute(PROFILES.insert(), rows)
+        driver_insert(self.session, "profiles (id, tenant_id, created_at, traits, event_count)",
+                      f"(?, ?, ?, {json_param(self.session)}, 0)", rows)
         return dict(zip(temps, ids, strict=True))
 
     def _insert_identifiers(self, fix: Any) -> None:
@@ -279,15 +299,14 @@ class BatchResolver:
             return
         ids = allocate_ids(self.session, IDENTIFIERS, len(self.new_identifiers))
         rows = []
-        now = utcnow()
+        now = time_binder(self.session)(utcnow())
         for (ident, base, message_id), ident_id in zip(self.new_identifiers, ids, strict=True):
             pii = is_pii(ident.type)
-            rows.append({"id": ident_id, "tenant_id": self.tenant_id, "type": ident.type, "value_hash": ident.hash,
-                         "value": None if pii else ident.value,
-                         "value_encrypted": self.cipher.encrypt(ident.value) if pii else None,
-                         "profile_id": fix(base), "first_message_id": message_id, "created_at": now})
+            rows.append((ident_id, self.tenant_id, ident.type, ident.hash, None if pii else ident.value,
+                         self.cipher.encrypt(ident.value) if pii else None, fix(base), message_id, now))
             self.known[ident.key].id = ident_id
-        self.session.execute(IDENTIFIERS.insert(), rows)
+        driver_insert(self.session, "identifiers (id, tenant_id, type, value_hash, value, value_encrypted,"
+                                    " profile_id, first_message_id, created_at)", "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _apply_merges(self, fix: Any) -> None:
         made = []

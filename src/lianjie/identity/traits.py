@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
+from lianjie.db import driver_execute, json_param, json_text, time_binder
 from lianjie.identity.models import Profile
 from lianjie.identity.pii import PII_TRAITS
 
@@ -64,9 +65,10 @@ def apply_touches(session: Session, cipher: PiiCipher, touches: Mapping[int, Tou
     """Write a batch's activity and traits into its base profiles with one bulk update."""
     if not touches:
         return
-    rows = session.execute(select(Profile.id, Profile.first_seen_at, Profile.last_seen_at, Profile.event_count,
-                                  Profile.traits, Profile.pii_traits_encrypted)
-                           .where(Profile.id.in_(list(touches)))).all()
+    columns = PROFILES.c
+    rows = session.connection().execute(select(columns.id, columns.first_seen_at, columns.last_seen_at,
+                                               columns.event_count, columns.traits, columns.pii_traits_encrypted)
+                                        .where(columns.id.in_(list(touches)))).all()
     updates = []
     for profile_id, first, last, count, traits, pii_blob in rows:
         touch = touches[profile_id]
@@ -87,14 +89,17 @@ def apply_touches(session: Session, cipher: PiiCipher, touches: Mapping[int, Tou
 
 
 def _bulk_update(session: Session, updates: list[dict[str, Any]]) -> None:
-    """One executemany per set of changed columns (plain Core: the ORM's bulk path costs more here)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    """One executemany per set of changed columns, values handed to the driver as they are stored."""
+    bind_time = time_binder(session)
+    encode = {"first_seen_at": bind_time, "last_seen_at": bind_time, "traits": json_text}
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for change in updates:
-        groups.setdefault(tuple(sorted(change)), []).append({f"b_{k}": v for k, v in change.items()})
+        columns = tuple(sorted(c for c in change if c != "id"))
+        groups.setdefault(columns, []).append(
+            (*(encode[c](change[c]) if c in encode else change[c] for c in columns), change["id"]))
     for columns, rows in groups.items():
-        statement = (update(PROFILES).where(PROFILES.c.id == bindparam("b_id"))
-                     .values({c: bindparam(f"b_{c}") for c in columns if c != "id"}))
-        session.execute(statement, rows)
+        assignments = ", ".join(f"{c} = {json_param(session) if c == 'traits' else '?'}" for c in columns)
+        driver_execute(session, f"UPDATE profiles SET {assignments} WHERE id = ?", rows)
 
 
 def _fold(into: dict[str, list[Any]], newer: Mapping[str, list[Any]]) -> bool:

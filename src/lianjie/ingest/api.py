@@ -26,10 +26,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
-from lianjie.db import transaction, utcnow
+from lianjie.db import process_turn, transaction, utcnow, writer_turn
 from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, ServiceBusy, Unauthenticated
 from lianjie.identity import recording
-from lianjie.identity.config import load_config
+from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.ingest import service
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
 from lianjie.tenants.keys import authenticate, record_use
@@ -81,6 +81,7 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
     """Authenticate, validate and store; the stored batch is committed before this returns."""
     with transaction(factory) as session:
         caller = authenticate(session, _write_key(authorization, body), ApiKeyKind.WRITE)
+        config = load_config(session, caller.tenant_id)
     if caller.usage_stale:
         with suppress(OperationalError), transaction(factory, write=True) as session:
             record_use(session, caller)  # best effort: a busy database must not refuse the events
@@ -97,10 +98,16 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
                                        received_at=received_at)
     result = service.BatchResult(rejected=bad)
     if good:
-        stored = _store_with_retry(factory, source, good, received_at)
+        stored = _store_with_retry(factory, config, source, good, received_at)
         result.accepted, result.duplicates = stored.accepted, stored.duplicates
         result.merges, result.conflicts = stored.merges, stored.conflicts
     return result
+
+
+def _ingest_in_turn(factory: sessionmaker[Session], authorization: str | None, body: Any, implied_type: str | None,
+                    received_at: dt.datetime) -> service.BatchResult:
+    with process_turn(factory):
+        return _ingest(factory, authorization, body, implied_type, received_at)
 
 
 def _sent_at(body: dict[str, Any]) -> dt.datetime | None:
@@ -110,16 +117,14 @@ def _sent_at(body: dict[str, Any]) -> dt.datetime | None:
         raise BadRequest(exc.message, field="sentAt") from None
 
 
-def _store_with_retry(factory: sessionmaker[Session], source: recording.Source, good: list[Any],
-                      received_at: dt.datetime) -> recording.StoreResult:
+def _store_with_retry(factory: sessionmaker[Session], config: IdentityConfig, source: recording.Source,
+                      good: list[Any], received_at: dt.datetime) -> recording.StoreResult:
     """Prepare outside the write lock, then store; a lost race on a new identifier is retried."""
     cipher = get_cipher()
-    with transaction(factory) as session:
-        config = load_config(session, source.tenant_id)
     prepared = recording.prepare(cipher, config, source, good, received_at)
     for attempt in range(_RETRIES):
         try:
-            with transaction(factory, write=True) as session:
+            with writer_turn(factory), transaction(factory, write=True) as session:
                 return recording.store_prepared(session, cipher, config, source, prepared)
         except (IntegrityError, OperationalError) as exc:
             if attempt == _RETRIES - 1:
@@ -133,7 +138,7 @@ async def _handle(request: Request, implied_type: str | None, authorization: str
     received_at = utcnow()
     limit = MAX_BATCH_BYTES if implied_type is None else MAX_MESSAGE_BYTES
     body = _decode_body(await request.body(), content_encoding, limit)
-    result = await run_in_threadpool(_ingest, request.app.state.session_factory, authorization, body,
+    result = await run_in_threadpool(_ingest_in_turn, request.app.state.session_factory, authorization, body,
                                      implied_type, received_at)
     rejected = [{"index": r.index, "field": r.field, "message": r.message} for r in result.rejected]
     if rejected and not (result.accepted or result.duplicates):
