@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lianjie.db import transaction
+from lianjie.db import transaction, writer_turn
 from lianjie.errors import Conflict, LianjieError
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,17 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def get_session(request: Request) -> Iterator[Session]:
     """The request's unit of work: committed when the handler returns, before the response is sent.
 
-    A request that may write takes SQLite's write lock at BEGIN: a transaction that reads first and
-    writes later fails at once (not after a wait) if another writer committed in between.
+    A request that may write takes SQLite's write lock at BEGIN (a transaction that reads first and
+    writes later would otherwise fail at once if another writer committed in between), after
+    waiting its turn among this machine's writers (``db.writer_turn``).
     """
-    write = request.method not in READ_METHODS
-    with transaction(request.app.state.session_factory, write=write) as session:
+    factory = request.app.state.session_factory
+    if request.method in READ_METHODS:
+        with transaction(factory) as session:
+            yield session
+        return
+    # Writers queue for SQLite's single write lock instead of sleeping in its busy handler.
+    with writer_turn(factory), transaction(factory, write=True) as session:
         yield session
 
 
