@@ -4,15 +4,18 @@ For each database (SQLite, and PostgreSQL when a server can be started or --post
 migrates a fresh database, creates a merchant and --customers customers with an opening balance,
 then runs --clients threads, each like a till with its own connection, doing ledger operations on
 random customers in their own transactions: earn, spend, and spend as a hold then confirm (an
-operation each). As the same-run baseline the same threads run ``UPDATE … SET n = n + 1 WHERE id = ?``
-on a plain table of as many rows, one transaction per statement, through the same engine.
+operation each). The threads are spread over --processes processes, as requests are over the
+server's worker processes (`lianjie serve --workers 2` on this 2-core machine). As the same-run
+baseline the same threads run ``UPDATE … SET n = n + 1 WHERE id = ?`` on a plain table of as many
+rows, one transaction per statement, through the same kind of engine.
 
-    python bench/ledger.py [--ops 4000] [--clients 16] [--customers 1000] [--postgres-url URL]
+    python bench/ledger.py [--ops 4000] [--clients 16] [--processes 2] [--customers 1000] [--postgres-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
 import statistics
 import sys
@@ -31,7 +34,7 @@ from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from lianjie import migrate, wiring  # noqa: E402
-from lianjie.db import create_db_engine, make_session_factory, transaction  # noqa: E402
+from lianjie.db import create_db_engine, make_session_factory, transaction, writer_turn  # noqa: E402
 from lianjie.identity.models import Profile  # noqa: E402
 from lianjie.loyalty import ledger, programme  # noqa: E402
 from lianjie.tenants import service as tenants  # noqa: E402
@@ -52,16 +55,19 @@ def setup(factory: sessionmaker[Session], customers: int) -> tuple[int, list[int
         return merchant.id, ids
 
 
-def run_clients(clients: int, ops: int, work: Callable[[random.Random, int], None],
-                progress: Progress, label: str) -> tuple[float, list[float]]:
-    """``ops`` calls of ``work`` spread over ``clients`` threads; returns seconds and latencies."""
+def _client_process(kind: str, url: str, tenant_id: int, ids: list[int], threads: int, ops: int, first: int,
+                    barrier: Any, done: Any, results: Any) -> None:
+    """One client process: ``threads`` threads sharing ``ops`` operations, numbered from ``first``."""
+    wiring.install()
+    engine = create_db_engine(url, pool_size=threads)
+    factory = make_session_factory(engine)
+    work = (ledger_work(factory, tenant_id, ids, "b") if kind == "ledger" else update_work(engine, len(ids)))
     latencies: list[float] = []
     lock = threading.Lock()
-    counter = iter(range(ops))
-    task = progress.add_task(label, total=ops)
+    counter = iter(range(first, first + ops))
 
     def client(n: int) -> None:
-        rng = random.Random(n)
+        rng = random.Random(first + n)
         while True:
             with lock:
                 i = next(counter, None)
@@ -72,22 +78,52 @@ def run_clients(clients: int, ops: int, work: Callable[[random.Random, int], Non
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
-                progress.advance(task)
+            with done.get_lock():
+                done.value += 1
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
+    pool = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    barrier.wait()
+    for thread in pool:
         thread.start()
-    for thread in threads:
+    for thread in pool:
         thread.join()
-    return time.perf_counter() - started, latencies
+    engine.dispose()
+    results.put(latencies)
+
+
+def run_clients(kind: str, url: str, tenant_id: int, ids: list[int], args: argparse.Namespace,
+                progress: Progress, label: str) -> tuple[float, list[float]]:
+    """``args.ops`` operations from ``args.clients`` threads spread over ``args.processes`` processes
+    (like the server's worker processes); returns the seconds from the start signal to the last
+    operation, and every operation's latency."""
+    context = multiprocessing.get_context("spawn")
+    barrier, done, results = context.Barrier(args.processes + 1), context.Value("i", 0), context.Queue()
+    shares = [args.ops // args.processes + (p < args.ops % args.processes) for p in range(args.processes)]
+    threads = [args.clients // args.processes + (p < args.clients % args.processes) for p in range(args.processes)]
+    workers = [context.Process(target=_client_process, args=(kind, url, tenant_id, ids, threads[p], shares[p],
+                                                             sum(shares[:p]), barrier, done, results))
+               for p in range(args.processes)]
+    for worker in workers:
+        worker.start()
+    task = progress.add_task(label, total=args.ops)
+    barrier.wait()
+    started = time.perf_counter()
+    while done.value < args.ops:
+        progress.update(task, completed=done.value)
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    progress.update(task, completed=args.ops)
+    latencies = [lat for _ in workers for lat in results.get()]
+    for worker in workers:
+        worker.join()
+    return seconds, latencies
 
 
 def ledger_work(factory: sessionmaker[Session], tenant_id: int, ids: list[int], run: str) -> Callable[..., None]:
     def work(rng: random.Random, i: int) -> None:
         profile_id = rng.choice(ids)
         roll = rng.random()
-        with transaction(factory, write=True) as session:
+        with writer_turn(factory), transaction(factory, write=True) as session:  # as the API's entry point does
             if roll < 0.45:
                 ledger.earn(session, tenant_id, profile_id, f"{run}-{i}", points=rng.randint(1, 500))
             elif roll < 0.85:
@@ -108,7 +144,7 @@ def update_work(engine: Engine, rows: int) -> Callable[..., None]:
 
 
 def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    engine = create_db_engine(url, pool_size=args.clients)
+    engine = create_db_engine(url)
     migrate.upgrade_engine(engine)
     factory = make_session_factory(engine)
     tenant_id, ids = setup(factory, args.customers)
@@ -116,11 +152,9 @@ def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) 
         conn.execute(text("CREATE TABLE bench_counters (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)"))
         conn.execute(text("INSERT INTO bench_counters (id, n) VALUES (:id, 0)"),
                      [{"id": i} for i in range(1, args.customers + 1)])
-    base_s, base_lat = run_clients(args.clients, args.ops, update_work(engine, args.customers), progress,
-                                   f"{label}: UPDATE loop")
-    ledger_s, ledger_lat = run_clients(args.clients, args.ops, ledger_work(factory, tenant_id, ids, "b"), progress,
-                                       f"{label}: ledger")
     engine.dispose()
+    base_s, base_lat = run_clients("update", url, tenant_id, ids, args, progress, f"{label}: UPDATE loop")
+    ledger_s, ledger_lat = run_clients("ledger", url, tenant_id, ids, args, progress, f"{label}: ledger")
 
     def p(values: list[float], q: int) -> float:
         return statistics.quantiles(values, n=100)[q - 1] * 1000
@@ -135,6 +169,8 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=4000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2,
+                        help="client processes the threads are spread over (as the server's --workers)")
     parser.add_argument("--postgres-url", help="an existing server; default: start a throwaway one")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
@@ -160,7 +196,8 @@ def main() -> None:
     for r in results:
         print(f"{r['database']:<11} {r['ops_per_s']:>12,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
               f"{r['update_per_s']:>9,.0f} {r['update_p50_ms']:>7.1f} {r['ratio']:>6.2f}")
-    print(f"({args.clients} client threads, each operation its own transaction on {args.customers} customers: "
+    print(f"({args.clients} client threads in {args.processes} processes, each operation its own transaction "
+          f"on {args.customers} customers: "
           "45% earn, 40% spend, 15% hold then confirm; baseline = single-row UPDATE per transaction)")
 
 
