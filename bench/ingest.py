@@ -149,18 +149,8 @@ def main() -> None:
         messages = load_messages(args.events, work)
         results = [run_one("sqlite", None, messages, args, work)]
         if not args.skip_postgres:
-            pg = None if args.postgres_url else postgres.start()
-            try:
-                base = args.postgres_url or (pg.url if pg else "")
-                admin = create_db_engine(base)
-                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("DROP DATABASE IF EXISTS lianjie_bench"))
-                    conn.execute(text("CREATE DATABASE lianjie_bench"))
-                admin.dispose()
-                results.append(run_one("postgresql", base.rsplit("/", 1)[0] + "/lianjie_bench", messages, args, work))
-            finally:
-                if pg:
-                    pg.stop()
+            with postgres.fresh_database("lianjie_bench", args.postgres_url) as url:
+                results.append(run_one("postgresql", url, messages, args, work))
     print(f"{'database':<11} {'events':>7} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'raw rows/s':>11} {'ratio':>6}")
     for r in results:
         print(f"{r['database']:<11} {r['events']:>7} {r['events_per_s']:>9,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}"

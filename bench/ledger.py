@@ -179,18 +179,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp, Progress() as progress:
         results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / 'ledger.db'}", args, progress))
         if not args.skip_postgres:
-            pg = None if args.postgres_url else postgres.start()
-            try:
-                base = args.postgres_url or (pg.url if pg else "")
-                admin = create_db_engine(base)
-                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("DROP DATABASE IF EXISTS lianjie_bench_ledger"))
-                    conn.execute(text("CREATE DATABASE lianjie_bench_ledger"))
-                admin.dispose()
-                results.append(run_one("postgresql", base.rsplit("/", 1)[0] + "/lianjie_bench_ledger", args, progress))
-            finally:
-                if pg:
-                    pg.stop()
+            with postgres.fresh_database("lianjie_bench_ledger", args.postgres_url) as url:
+                results.append(run_one("postgresql", url, args, progress))
     print(f"{'database':<11} {'ledger ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'UPDATE/s':>9} {'p50 ms':>7} "
           f"{'ratio':>6}")
     for r in results:

@@ -14,8 +14,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import text
+
+from lianjie.db import create_db_engine
 
 
 class PostgresUnavailable(RuntimeError):
@@ -84,3 +90,21 @@ def start() -> ThrowawayPostgres:
     run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start")
     return ThrowawayPostgres(url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", root=root,
                              pg_ctl=str(bindir / "pg_ctl"), run_as=run_as)
+
+
+@contextmanager
+def fresh_database(name: str, server_url: str | None = None) -> Iterator[str]:
+    """The URL of a new, empty database ``name`` on ``server_url``, or on a throwaway server started
+    for the duration (benchmarks use this)."""
+    server = None if server_url else start()
+    try:
+        base = server_url or (server.url if server else "")
+        admin = create_db_engine(base)
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        if server:
+            server.stop()

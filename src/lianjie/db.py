@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, Table, create_engine, event, text
+from sqlalchemy import BigInteger, DateTime, Engine, ForeignKey, Integer, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
@@ -45,6 +45,12 @@ class Base(DeclarativeBase):
     """Declarative base of every table; constraint names are stable for Alembic."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def tenant_fk() -> ForeignKey:
+    """Every operational row belongs to a merchant (``merchants`` is the tenants domain's table;
+    a ForeignKey object serves one column, hence a function)."""
+    return ForeignKey("merchants.id", ondelete="CASCADE")
 
 
 # SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a 64-bit identity.

@@ -27,12 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lianjie.db import Base, BigId, UTCDateTime, utcnow
-
-
-def tenant_fk() -> ForeignKey:
-    """Every row belongs to a merchant (a ForeignKey object serves one column, hence a function)."""
-    return ForeignKey("merchants.id", ondelete="CASCADE")
+from lianjie.db import Base, BigId, UTCDateTime, tenant_fk, utcnow
 
 
 class Profile(Base):

@@ -33,11 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lianjie.db import Base, BigId, UTCDateTime, utcnow
-
-
-def tenant_fk() -> ForeignKey:
-    return ForeignKey("merchants.id", ondelete="CASCADE")
+from lianjie.db import Base, BigId, UTCDateTime, tenant_fk, utcnow
 
 
 class OperationKind(StrEnum):
