@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from lianjie.db import UTCDateTime, utcnow
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity.models import Profile
+from lianjie.identity.service import member_ids
 from lianjie.loyalty import pipeline, programme, tiers
 from lianjie.loyalty.models import (
     EntryKind,
@@ -84,12 +85,11 @@ PROGRAMMES: Table = LoyaltyProgramme.__table__  # type: ignore[assignment]
 # The hot path's statements are built once: building a statement costs more than running it here.
 _ROOT = (select(func.coalesce(PROFILES.c.merged_into_id, PROFILES.c.id))
          .where(PROFILES.c.tenant_id == bindparam("t"), PROFILES.c.id == bindparam("p")).scalar_subquery())
-_CUSTOMER = (select(PROFILES.c.id, _ROOT.label("root"),
+_MEMBERS = member_ids(bindparam("t"), _ROOT).subquery()
+_CUSTOMER = (select(_MEMBERS.c.id, _ROOT.label("root"),
                     select(PROGRAMMES.c.config).where(PROGRAMMES.c.tenant_id == bindparam("t"))
                     .scalar_subquery().label("config"))
-             .where(PROFILES.c.tenant_id == bindparam("t"),
-                    or_(PROFILES.c.id == _ROOT, PROFILES.c.merged_into_id == _ROOT))
-             .order_by(PROFILES.c.id))
+             .order_by(_MEMBERS.c.id))
 
 
 def customer_and_rules(session: Session, tenant_id: int, profile_id: int) -> tuple[Customer, ProgrammeConfig]:

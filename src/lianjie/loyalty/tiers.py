@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from lianjie.db import utcnow
 from lianjie.errors import ValidationFailed
 from lianjie.identity.models import Merge, Profile
+from lianjie.identity.service import member_ids
 from lianjie.loyalty.models import OperationKind, PointsOperation, TierAssignment
 from lianjie.loyalty.programme import ProgrammeConfig
 
@@ -128,8 +129,7 @@ def evaluate_all(session: Session, config: ProgrammeConfig, tenant_id: int, now:
 
 
 def _members(session: Session, tenant_id: int, root: int) -> list[int]:
-    return list(session.scalars(select(Profile.id).where(
-        Profile.tenant_id == tenant_id, (Profile.id == root) | (Profile.merged_into_id == root))))
+    return list(session.scalars(member_ids(tenant_id, root)))
 
 
 def after_merge(session: Session, config: ProgrammeConfig, tenant_id: int, survivor: int,
