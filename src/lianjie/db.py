@@ -16,7 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Engine, ForeignKey, Integer, MetaData, Table, create_engine, event, text
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
@@ -251,14 +263,29 @@ def process_turn(factory: sessionmaker[Session]) -> Iterator[None]:
         yield
 
 
-def insert_ignoring_duplicates(session: Session, model: Any, index_elements: list[str]) -> Any:
-    """An INSERT that skips rows colliding on ``index_elements`` (SQLite and PostgreSQL alike)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql_insert(model).on_conflict_do_nothing(index_elements=index_elements)
-    if dialect == "sqlite":
-        return sqlite_insert(model).on_conflict_do_nothing(index_elements=index_elements)
-    raise NotImplementedError(f"no duplicate-skipping insert for {dialect}")
+_IGNORING: dict[tuple[str, str, tuple[str, ...], str | None], Any] = {}
+
+
+def insert_ignoring_duplicates(conn: Connection, table: Table, index_elements: tuple[str, ...], *,
+                               returning: str | None = None) -> Any:
+    """An INSERT that skips rows colliding on ``index_elements`` (SQLite and PostgreSQL alike),
+    optionally returning one column of the rows it did insert.
+
+    Built once per dialect, table and key: hot paths (the points ledger) run it on every operation,
+    and building a statement costs more than running it.
+    """
+    dialect = conn.dialect.name
+    memo = (dialect, table.name, index_elements, returning)
+    if memo not in _IGNORING:
+        stmt: Any
+        if dialect == "postgresql":
+            stmt = postgresql_insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+        elif dialect == "sqlite":
+            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+        else:
+            raise NotImplementedError(f"no duplicate-skipping insert for {dialect}")
+        _IGNORING[memo] = stmt.returning(table.c[returning]) if returning else stmt
+    return _IGNORING[memo]
 
 
 # ---- plain SQL for the ingestion hot path ------------------------------------------------------------

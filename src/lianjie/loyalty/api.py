@@ -106,8 +106,7 @@ def get_tier_history(profile_id: RowId, session: DbSession, caller: Reader) -> l
 @router.put("/accounts/{profile_id}/tier", status_code=201)
 def put_manual_tier(profile_id: RowId, body: ManualTierIn, session: DbSession, caller: Writer) -> TierOut:
     """Give a customer a tier by hand, until a date (then the periodic evaluation takes over again)."""
-    config = programme.load(session, caller.tenant_id)
-    customer = ledger.customer_of(session, caller.tenant_id, profile_id)
+    customer, config = ledger.customer_and_rules(session, caller.tenant_id, profile_id)
     row = tiers.set_manual(session, config, caller.tenant_id, customer.root, customer.profile_ids, body.tier_code,
                            until=body.until, reason=body.reason, operator=body.operator)
     return TierOut.model_validate(row)

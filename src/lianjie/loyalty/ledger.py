@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
 
 from sqlalchemy import Connection, Table, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from lianjie.db import UTCDateTime, utcnow
+from lianjie.db import UTCDateTime, insert_ignoring_duplicates, utcnow
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity.models import Profile
 from lianjie.identity.service import member_ids
@@ -115,13 +113,13 @@ def _claim(conn: Connection, tenant_id: int, key: str, kind: OperationKind, requ
 
     ``strict=False`` is for keys lianjie derives itself (``order:<no>``): commerce already refused a
     different order under the same number, so a second event for it is a replay whatever it says.
+    A client's key is checked by :func:`_gather` before it gets here.
     """
-    if not key or len(key) > 128:
-        raise ValidationFailed("an idempotency key of 1 to 128 characters is required", field="idempotency_key")
     row = dict(_OPERATION_DEFAULTS, tenant_id=tenant_id, idempotency_key=key, kind=kind.value, request=request,
                outcome={}, created_at=utcnow())
     row.update(values)
-    new_id = conn.execute(_claim_statement(conn.dialect.name), row).scalar()
+    claim = insert_ignoring_duplicates(conn, OPERATIONS, ("tenant_id", "idempotency_key"), returning="id")
+    new_id = conn.execute(claim, row).scalar()
     if new_id is not None:
         return int(new_id), False
     stored = conn.execute(select(OPERATIONS.c.id, OPERATIONS.c.kind, OPERATIONS.c.request).where(
@@ -134,15 +132,6 @@ def _claim(conn: Connection, tenant_id: int, key: str, kind: OperationKind, requ
 
 _OPERATION_DEFAULTS: dict[str, Any] = {"profile_id": None, "points": 0, "spend_fen": 0, "order_no": None,
                                        "reason": None, "operator": None, "hold_status": None, "hold_expires_at": None}
-_CLAIMS: dict[str, Any] = {}
-
-
-def _claim_statement(dialect: str) -> Any:
-    if dialect not in _CLAIMS:
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        _CLAIMS[dialect] = insert(OPERATIONS).on_conflict_do_nothing(
-            index_elements=["tenant_id", "idempotency_key"]).returning(OPERATIONS.c.id)
-    return _CLAIMS[dialect]
 
 
 def _refuse(conn: Connection, operation_id: int, error: Exception) -> NoReturn:
@@ -160,7 +149,6 @@ def stored_result(session: Session, operation_id: int, *, replayed: bool = True)
 _LOCK = (select(ACCOUNTS.c.id, ACCOUNTS.c.profile_id, ACCOUNTS.c.balance, ACCOUNTS.c.debt)
          .where(ACCOUNTS.c.tenant_id == bindparam("t"), ACCOUNTS.c.profile_id.in_(bindparam("ids", expanding=True)))
          .order_by(ACCOUNTS.c.id).with_for_update())
-_NEW_ACCOUNTS: dict[str, Any] = {}
 
 
 class LotRow(NamedTuple):
@@ -206,9 +194,10 @@ def _gather(session: Session, conn: Connection, tenant_id: int, profile_id: int,
     claim = _OPERATION_DEFAULTS | {"key": key, "kind": kind.value, "request": request, "created_at": now} | values
     read = pipeline.read(conn, tenant_id, profile_id, claim, lots=lots, now=now, new_lot=new_lot)
     if not read.members:
+        missing = NotFound(f"no profile {profile_id}", code="profile_not_found")
         if read.claimed is not None:
-            conn.execute(OPERATIONS.delete().where(OPERATIONS.c.id == read.claimed))
-        raise NotFound(f"no profile {profile_id}", code="profile_not_found")
+            _refuse(conn, read.claimed, missing)
+        raise missing
     customer = Customer(tenant_id, read.members[0][1], tuple(m[0] for m in read.members))
     config = programme.from_stored(read.members[0][2])
     if read.claimed is None:
@@ -228,12 +217,9 @@ def _lock_accounts(conn: Connection, customer: Customer, create_for: int | None 
     params = {"t": customer.tenant_id, "ids": list(customer.profile_ids)}
     accounts = {r.profile_id: Account(r.id, r.profile_id, r.balance, r.debt) for r in conn.execute(_LOCK, params)}
     if create_for is not None and create_for not in accounts:
-        dialect = conn.dialect.name
-        if dialect not in _NEW_ACCOUNTS:
-            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-            _NEW_ACCOUNTS[dialect] = insert(ACCOUNTS).on_conflict_do_nothing(index_elements=["tenant_id", "profile_id"])
-        conn.execute(_NEW_ACCOUNTS[dialect], {"tenant_id": customer.tenant_id, "profile_id": create_for, "balance": 0,
-                                              "debt": 0, "created_at": utcnow()})
+        conn.execute(insert_ignoring_duplicates(conn, ACCOUNTS, ("tenant_id", "profile_id")),
+                     {"tenant_id": customer.tenant_id, "profile_id": create_for, "balance": 0, "debt": 0,
+                      "created_at": utcnow()})
         row = conn.execute(_LOCK, params | {"ids": [create_for]}).one()
         accounts[create_for] = Account(row.id, row.profile_id, row.balance, row.debt)
     return accounts
@@ -342,12 +328,6 @@ def _credit(writer: _Writer, config: ProgrammeConfig, account: Account, points: 
         writer.entry(account, EntryKind.REPAY, repay, None)
 
 
-def _finish(session: Session, writer: _Writer, operation_id: int, points: int, **values: Any) -> None:
-    if values:
-        writer.operation_values |= {"points": points, **values}
-    writer.flush()
-
-
 def _check_points(points: int, field_name: str = "points") -> None:
     if not 0 < points <= MAX_POINTS:
         raise ValidationFailed(f"{field_name} must be between 1 and {MAX_POINTS:,}", field=field_name,
@@ -386,6 +366,7 @@ def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points:
     tiers.upgrade_if_qualified(session, got.config, tenant_id, got.customer.root, got.customer.profile_ids, now)
     return Result(got.op_id, OperationKind.EARN.value, points)
 
+
 def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: str, paid_fen: int,
                    lines: list[tuple[str, str | None, int]], ordered_at: dt.datetime) -> Result:
     """Points an order earns by the programme's rules and the buyer's tier, pending for the return window."""
@@ -404,6 +385,7 @@ def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: 
     writer.flush()
     tiers.upgrade_if_qualified(session, got.config, tenant_id, got.customer.root, got.customer.profile_ids)
     return Result(got.op_id, OperationKind.ORDER.value, points)
+
 
 def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_no: str, refunded_fen: int,
                        order_paid_fen: int) -> Result | None:
@@ -430,7 +412,8 @@ def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_n
     writer = _Writer(conn, tenant_id, op_id, utcnow())
     outcome = _reverse(session, writer, config, customer, accounts, order_op.id, wanted)
     points = -(wanted - outcome.get("written_off", 0))
-    _finish(session, writer, op_id, points, outcome=outcome)
+    writer.operation_values |= {"points": points, "outcome": outcome}
+    writer.flush()
     return Result(op_id, OperationKind.REVERSE.value, points, outcome=outcome)
 
 

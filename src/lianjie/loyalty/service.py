@@ -17,8 +17,7 @@ from lianjie.loyalty.schemas import BalanceOut, CurrentTier, EntryOut, ExpiringO
 
 def balance(session: Session, tenant_id: int, profile_id: int, now: dt.datetime | None = None) -> BalanceOut:
     now = now or utcnow()
-    config = programme.load(session, tenant_id)
-    customer = ledger.customer_of(session, tenant_id, profile_id)
+    customer, config = ledger.customer_and_rules(session, tenant_id, profile_id)
     available, pending, debt = ledger.balances(session, customer, now)
     return BalanceOut(profile_id=customer.root, available=max(available - debt, 0), pending=pending, debt=debt,
                       expiring_soon=_expiring(session, customer, now, config.expiring_soon_days, config.time_zone),
