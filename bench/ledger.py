@@ -173,11 +173,13 @@ def main() -> None:
                         help="client processes the threads are spread over (as the server's --workers)")
     parser.add_argument("--postgres-url", help="an existing server; default: start a throwaway one")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     wiring.install()
     results = []
     with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp, Progress() as progress:
-        results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / 'ledger.db'}", args, progress))
+        if not args.skip_sqlite:
+            results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / 'ledger.db'}", args, progress))
         if not args.skip_postgres:
             with postgres.fresh_database("lianjie_bench_ledger", args.postgres_url) as url:
                 results.append(run_one("postgresql", url, args, progress))

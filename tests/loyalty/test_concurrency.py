@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +99,62 @@ def test_concurrent_tills_keep_the_ledger_exact(engine_for_threads: Engine) -> N
         assert lowest is not None
         assert lowest >= 0
         assert len(told) > THREADS * OPS // 3  # the test really exercised the ledger
+
+
+def test_a_spend_that_waited_for_the_lock_sees_the_lots_as_they_are_now(database_url: str | None,
+                                                                        tmp_path: Path) -> None:
+    """A spend's snapshot can be older than the account row it locks (PostgreSQL re-reads only the
+    locked row). Here the till holding the lock has spent 30 from the first lot and earned 30 as a
+    new lot, and commits while the second till waits: the balance is as before, but the lots are not.
+    The waiting spend of 100 must take 70 from the first lot and 30 from the new one, not 100 from
+    the first lot as its snapshot showed it."""
+    if database_url is None:
+        pytest.skip("SQLite lets one writer in at a time: no spend waits with an older snapshot")
+    engine = create_db_engine(database_url)
+    migrate.upgrade_engine(engine)
+    factory = make_session_factory(engine)
+    with transaction(factory, write=True) as session:
+        shop = make_merchant(session)
+        programme.save(session, shop.id, {"pending_days": 0})
+        buyer = person(session, shop.id, "U1")
+        ledger.earn(session, shop.id, buyer, "opening", points=100)
+        tenant_id = shop.id
+    errors: list[BaseException] = []
+    holder = factory()
+    try:
+        ledger.spend(holder, tenant_id, buyer, "first-till-spend", 30)  # holds the account's lock
+        ledger.earn(holder, tenant_id, buyer, "first-till-earn", points=30)
+        waiting = threading.Thread(target=_spend_all, args=(factory, tenant_id, buyer, errors))
+        waiting.start()
+        _wait_until_blocked(engine)  # its snapshot has neither change; its lock will return the new balance
+        holder.commit()
+    finally:
+        holder.close()
+    waiting.join()
+    assert errors == []
+    with transaction(factory) as session:
+        check_invariants(session, tenant_id, allow_debt=False)
+        assert ledger.balances(session, ledger.customer_of(session, tenant_id, buyer), utcnow())[0] == 0
+    engine.dispose()
+
+
+def _spend_all(factory: sessionmaker[Session], tenant_id: int, buyer: int, errors: list[BaseException]) -> None:
+    try:
+        with transaction(factory, write=True) as session:
+            ledger.spend(session, tenant_id, buyer, "second-till-spend", 100)
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+        errors.append(exc)
+
+
+def _wait_until_blocked(engine: Engine) -> None:
+    """Until another session waits for a row lock (the second till's spend)."""
+    deadline = time.monotonic() + 10
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND datname = current_database()").scalar()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the second spend never waited for the lock")

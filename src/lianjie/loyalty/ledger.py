@@ -287,8 +287,9 @@ class _Writer:
     def flush(self) -> None:
         conn = self.conn
         lots = [{"lot": k, "delta": v} for k, v in self.lot_changes.items() if v]
-        changed = [{"acct": a, "delta": d, "debt_delta": self.debt.get(a, 0)}
-                   for a, d in self.balance.items() if d or self.debt.get(a, 0)]
+        # Every account with an entry is written, even when its changes net to nothing: a new row
+        # version is how pipeline.read knows an account's lots changed.
+        changed = [{"acct": a, "delta": d, "debt_delta": self.debt.get(a, 0)} for a, d in self.balance.items()]
         operation = (self.operation_id, self.operation_values) if self.operation_values else None
         if pipeline.is_postgresql(conn):
             pipeline.write(conn, new_lots=self.new_lots, entries=self.entries, lots=lots, accounts=changed,
@@ -485,17 +486,18 @@ def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: i
     return Result(got.op_id, kind.value, -points, hold_status=HoldStatus.HELD.value if hold else None)
 
 
-_HOLD = (select(OPERATIONS.c.id, OPERATIONS.c.kind, OPERATIONS.c.points, OPERATIONS.c.hold_status,
-                OPERATIONS.c.hold_expires_at)
-         .where(OPERATIONS.c.tenant_id == bindparam("t"), OPERATIONS.c.id == bindparam("hold"),
-                OPERATIONS.c.kind == OperationKind.HOLD.value).with_for_update())
+# By id alone: the primary key is the one index to use, also in the generic plan the ledger's
+# transaction runs with (pipeline.PLAN_ONCE); merchant and kind are checked on the row.
+_HOLD = (select(OPERATIONS.c.id, OPERATIONS.c.tenant_id, OPERATIONS.c.kind, OPERATIONS.c.points,
+                OPERATIONS.c.hold_status, OPERATIONS.c.hold_expires_at)
+         .where(OPERATIONS.c.id == bindparam("hold")).with_for_update())
 _SET_HOLD_STATUS = update(OPERATIONS).where(OPERATIONS.c.id == bindparam("hold")).values(
     hold_status=bindparam("status"))
 
 
 def _hold(session: Session, tenant_id: int, hold_id: int) -> Any:
-    row = session.connection().execute(_HOLD, {"t": tenant_id, "hold": hold_id}).first()
-    if row is None:
+    row = session.connection().execute(_HOLD, {"hold": hold_id}).first()
+    if row is None or row.tenant_id != tenant_id or row.kind != OperationKind.HOLD.value:
         raise NotFound(f"no hold {hold_id}", code="hold_not_found")
     return row
 

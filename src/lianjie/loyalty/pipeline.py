@@ -1,18 +1,18 @@
-"""PostgreSQL: a ledger operation in two round trips, through psycopg's pipeline mode.
+"""PostgreSQL: a ledger operation in two statements, a read and a write.
 
 The ledger's rules run in Python once for both databases (loyalty/ledger.py); this module only
 changes how the statements travel on PostgreSQL. Done one by one, a spend is nine round trips
-(BEGIN, customer, claim, lock, lots, entries, lots, account, COMMIT) and each waits for the last, so
-16 tills spend their time waiting on the network and on each other's locks. In a pipeline the
-statements that do not need each other's answers are sent together:
+(BEGIN, customer, claim, lock, lots, entries, lots, account, COMMIT), each waiting for the last, and
+each statement costs the server its own parse, bind and executor start. Here:
 
-1. *read*: BEGIN, the customer and programme, the idempotency claim, the account lock and the
-   spendable lots (and a new lot's id when one will be written). They run in that order on the
-   server, each in its own snapshot, so the lots are read after the lock is granted;
-2. *write*: the new lot, the entries, the lots' and accounts' new amounts, and the operation's
-   last details.
+1. *read*: one ``WITH`` statement claims the idempotency key, finds the customer and the programme,
+   locks the accounts and reads the lots (and draws a new lot's id); the lots are read again, in a
+   statement of their own, only when another operation changed the accounts meanwhile;
+2. *write*: one ``WITH`` statement writes the new lot, the entries, the lots' and accounts' new
+   amounts and the operation's last details.
 
-SQLite runs in-process, where a round trip costs nothing, so it keeps the plain path.
+Both run with cached generic plans (:data:`PLAN_ONCE`). SQLite runs in-process, where a statement
+costs little, so it keeps the plain path.
 """
 
 from __future__ import annotations
@@ -29,39 +29,46 @@ _ROOT = "(SELECT coalesce(merged_into_id, id) FROM profiles WHERE tenant_id = %(
 _MEMBERS = (f"SELECT id FROM profiles WHERE tenant_id = %(t)s AND id = {_ROOT} "
             f"UNION ALL SELECT id FROM profiles WHERE tenant_id = %(t)s AND merged_into_id = {_ROOT}")
 
-CUSTOMER = f"""SELECT m.id, {_ROOT} AS root,
-  (SELECT config FROM loyalty_programmes WHERE tenant_id = %(t)s) AS config
-FROM ({_MEMBERS}) AS m ORDER BY m.id"""
+# The engine plans every statement afresh (db.py: force_custom_plan, for ingestion's sake). The
+# ledger's statements are key lookups whose plan never changes, and planning its two big statements
+# costs more than running them, so within a ledger transaction every statement keeps one generic plan.
+PLAN_ONCE = "SET LOCAL plan_cache_mode = force_generic_plan"
 
-# The engine plans every statement afresh (db.py: force_custom_plan, for ingestion's sake); the
-# ledger's statements are all key lookups whose plan never changes, so they may keep a cached one.
-PLAN_ONCE = "SET LOCAL plan_cache_mode = auto"
-
-CLAIM = f"""INSERT INTO points_operations (tenant_id, idempotency_key, kind, profile_id, request, points, spend_fen,
+_CLAIM = f"""INSERT INTO points_operations (tenant_id, idempotency_key, kind, profile_id, request, points, spend_fen,
   order_no, reason, operator, outcome, hold_status, hold_expires_at, created_at)
 VALUES (%(t)s, %(key)s, %(kind)s, coalesce(%(profile_id)s, {_ROOT}), %(request)s, %(points)s, %(spend_fen)s,
   %(order_no)s, %(reason)s, %(operator)s, '{{}}', %(hold_status)s, %(hold_expires_at)s, %(created_at)s)
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id"""
 
-LOCK = f"""SELECT id, profile_id, balance, debt FROM points_accounts
-WHERE tenant_id = %(t)s AND profile_id IN ({_MEMBERS}) ORDER BY id FOR UPDATE"""
+# One statement: the claim, the customer and programme, the locked accounts and (when asked) every lot
+# with points left, with a new lot's id. The whole statement reads in one snapshot, taken before the
+# lock is granted, except the locked rows themselves, which PostgreSQL re-reads once the lock is
+# granted. So ``fresh`` compares each locked account's row version (``xmin``) with the one the
+# snapshot saw: every operation that changes a lot also changes its account, so when none of the
+# accounts changed, the lots read are current too; otherwise :func:`read` reads them again.
+_READ = f"""WITH members AS ({_MEMBERS}),
+claim AS ({_CLAIM}),
+locked AS (SELECT id, profile_id, balance, debt, xmin AS version FROM points_accounts
+  WHERE tenant_id = %(t)s AND profile_id IN (SELECT id FROM members) ORDER BY id FOR UPDATE)
+SELECT {_ROOT}, (SELECT array_agg(id ORDER BY id) FROM members),
+  (SELECT config FROM loyalty_programmes WHERE tenant_id = %(t)s), (SELECT id FROM claim),
+  (SELECT array_agg(ARRAY[id, profile_id, balance, debt] ORDER BY id) FROM locked),
+  (SELECT coalesce(bool_and(a.xmin = l.version), true) FROM locked l JOIN points_accounts a ON a.id = l.id)"""
+_READ_LOTS = """,
+  (SELECT array_agg(ARRAY[l.id, l.account_id, l.remaining] ORDER BY l.expires_at IS NULL, l.expires_at, l.id)
+   FROM points_lots l WHERE l.account_id IN (SELECT id FROM locked) AND l.remaining > 0),
+  (SELECT array_agg(ARRAY[l.available_at, l.expires_at] ORDER BY l.expires_at IS NULL, l.expires_at, l.id)
+   FROM points_lots l WHERE l.account_id IN (SELECT id FROM locked) AND l.remaining > 0)"""
+_READ_LOT_ID = ",\n  nextval(pg_get_serial_sequence('points_lots', 'id'))"
+READ = {(lots, lot_id): _READ + (_READ_LOTS if lots else "") + (_READ_LOT_ID if lot_id else "")
+        for lots in (False, True) for lot_id in (False, True)}
 
-LOTS = f"""SELECT l.id, l.account_id, l.remaining FROM points_lots l
+# Lots again, in a snapshot of their own, for when the one-statement read saw them before another
+# operation on the same customer committed.
+LOTS = f"""SELECT l.id, l.account_id, l.remaining, l.available_at, l.expires_at FROM points_lots l
 JOIN points_accounts a ON a.id = l.account_id
-WHERE a.tenant_id = %(t)s AND a.profile_id IN ({_MEMBERS}) AND l.remaining > 0 AND l.available_at <= %(now)s
-  AND (l.expires_at IS NULL OR l.expires_at > %(now)s)
+WHERE a.tenant_id = %(t)s AND a.profile_id IN ({_MEMBERS}) AND l.remaining > 0
 ORDER BY l.expires_at IS NULL, l.expires_at, l.id"""
-
-NEW_LOT_ID = "SELECT nextval(pg_get_serial_sequence('points_lots', 'id'))"
-
-INSERT_LOT = """INSERT INTO points_lots (id, tenant_id, account_id, operation_id, amount, remaining, available_at,
-  expires_at, created_at) VALUES (%(id)s, %(tenant_id)s, %(account_id)s, %(operation_id)s, %(amount)s,
-  %(remaining)s, %(available_at)s, %(expires_at)s, %(created_at)s)"""
-INSERT_ENTRY = """INSERT INTO points_entries (tenant_id, account_id, operation_id, lot_id, kind, amount, created_at)
-VALUES (%(tenant_id)s, %(account_id)s, %(operation_id)s, %(lot_id)s, %(kind)s, %(amount)s, %(created_at)s)"""
-UPDATE_LOT = "UPDATE points_lots SET remaining = remaining + %(delta)s WHERE id = %(lot)s"
-UPDATE_ACCOUNT = ("UPDATE points_accounts SET balance = balance + %(delta)s, debt = debt + %(debt_delta)s "
-                  "WHERE id = %(acct)s")
 
 
 @dataclass
@@ -71,7 +78,7 @@ class Read:
     members: list[tuple[int, int, Any]]  # (profile id, root, programme document)
     claimed: int | None  # the new operation's id; None if the key was taken before
     accounts: list[tuple[int, int, int, int]]  # (id, profile id, balance, debt), locked
-    lots: list[tuple[int, int, int]] = field(default_factory=list)  # (id, account id, remaining)
+    lots: list[tuple[int, int, int]] = field(default_factory=list)  # (id, account id, remaining), spendable
     new_lot_id: int | None = None
 
 
@@ -83,46 +90,87 @@ def _driver(conn: Connection) -> Any:
     return conn.connection.dbapi_connection
 
 
+def _spendable(lots: list[tuple[int, int, int]], times: list[tuple[Any, Any]],
+               now: dt.datetime) -> list[tuple[int, int, int]]:
+    return [lot for lot, (available_at, expires_at) in zip(lots, times, strict=True)
+            if available_at <= now and (expires_at is None or expires_at > now)]
+
+
 def read(conn: Connection, tenant_id: int, profile_id: int, claim: dict[str, Any], *, lots: bool,
          now: dt.datetime, new_lot: bool) -> Read:
-    """Customer, claim, lock, lots (and a lot id) in one round trip."""
+    """Customer, claim, lock, lots (and a lot id) in one statement; the lots once more, in a snapshot of
+    their own, when another operation on the customer committed after this one's snapshot was taken."""
     driver = _driver(conn)
     base = {"t": tenant_id, "p": profile_id}
-    claim_params = base | claim | {"request": Jsonb(claim["request"])}
-    cursors = [driver.cursor() for _ in range(5)]
-    with driver.pipeline():
-        cursors[0].execute(PLAN_ONCE)
-        cursors[0].execute(CUSTOMER, base)
-        cursors[1].execute(CLAIM, claim_params)
-        cursors[2].execute(LOCK, base)
-        if lots:
-            cursors[3].execute(LOTS, base | {"now": now})
-        if new_lot:
-            cursors[4].execute(NEW_LOT_ID)
-    claimed = cursors[1].fetchone()
-    result = Read(members=cursors[0].fetchall(), claimed=claimed[0] if claimed else None,
-                  accounts=cursors[2].fetchall(), lots=cursors[3].fetchall() if lots else [],
-                  new_lot_id=cursors[4].fetchone()[0] if new_lot else None)
-    for cursor in cursors:
-        cursor.close()
+    params = base | claim | {"request": Jsonb(claim["request"])}
+    with driver.pipeline(), driver.cursor() as cursor:
+        cursor.execute(PLAN_ONCE)
+        cursor.execute(READ[lots, new_lot], params)
+        row = cursor.fetchone()
+    root, members, config, claimed, locked, fresh = row[:6]
+    accounts = [tuple(a) for a in locked or []]
+    result = Read(members=[(m, root, config) for m in members or []], claimed=claimed, accounts=accounts,
+                  new_lot_id=row[-1] if new_lot else None)
+    if lots:
+        found, times = [tuple(x) for x in row[6] or []], [tuple(x) for x in row[7] or []]
+        if not fresh:
+            with driver.cursor() as cursor:
+                current = cursor.execute(LOTS, base).fetchall()
+            found, times = [r[:3] for r in current], [r[3:] for r in current]
+        result.lots = _spendable(found, times, now)
     return result
 
 
 def write(conn: Connection, *, new_lots: list[dict[str, Any]], entries: list[dict[str, Any]],
           lots: list[dict[str, Any]], accounts: list[dict[str, Any]],
           operation: tuple[int, dict[str, Any]] | None) -> None:
-    """Every write of an operation in one round trip.
+    """Every write of an operation in one statement: its new lot, entries, lot and account changes and
+    the operation's last details, as data-modifying parts of one ``WITH``.
 
-    Row by row on purpose: ``executemany`` opens a nested pipeline, and each nested one syncs (a round
-    trip of its own); an operation writes a handful of rows."""
-    driver = _driver(conn)
-    with driver.pipeline(), driver.cursor() as cursor:
-        for sql, rows in ((INSERT_LOT, new_lots), (INSERT_ENTRY, entries), (UPDATE_LOT, lots),
-                          (UPDATE_ACCOUNT, accounts)):
-            for row in rows:
-                cursor.execute(sql, row)
-        if operation is not None:
-            op_id, values = operation
-            sets = ", ".join(f"{name} = %({name})s" for name in values)
-            params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()}
-            cursor.execute(f"UPDATE points_operations SET {sets} WHERE id = %(op_id)s", params | {"op_id": op_id})
+    The parts of one statement share a snapshot, so a part cannot update a row another part inserts: a
+    change to the new lot (a debt repaid from it at once) is folded into the row as inserted. Updates
+    find their rows by ``id = ANY(ids)``, which stays an index lookup in a cached generic plan (a join
+    to ``unnest(ids)`` may be planned as a scan of the whole table)."""
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    changes = {row["lot"]: row["delta"] for row in lots}
+    for n, lot in enumerate(new_lots):
+        parts.append(f"new_lot{n} AS (INSERT INTO points_lots (id, tenant_id, account_id, operation_id, amount, "
+                     f"remaining, available_at, expires_at, created_at) VALUES (%(l{n}_id)s, %(l{n}_tenant_id)s, "
+                     f"%(l{n}_account_id)s, %(l{n}_operation_id)s, %(l{n}_amount)s, %(l{n}_remaining)s, "
+                     f"%(l{n}_available_at)s, %(l{n}_expires_at)s, %(l{n}_created_at)s))")
+        params |= {f"l{n}_{k}": v for k, v in lot.items()}
+        params[f"l{n}_remaining"] = lot["remaining"] + changes.pop(lot["id"], 0)
+    if entries:
+        parts.append("entries AS (INSERT INTO points_entries (tenant_id, account_id, operation_id, lot_id, kind, "
+                     "amount, created_at) SELECT %(e_tenant)s, e.account, %(e_operation)s, e.lot, e.kind, e.amount, "
+                     "%(e_at)s FROM unnest(%(e_accounts)s::bigint[], %(e_lots)s::bigint[], %(e_kinds)s::text[], "
+                     "%(e_amounts)s::bigint[]) AS e(account, lot, kind, amount))")
+        first = entries[0]
+        params |= {"e_tenant": first["tenant_id"], "e_operation": first["operation_id"], "e_at": first["created_at"],
+                   "e_accounts": [e["account_id"] for e in entries], "e_lots": [e["lot_id"] for e in entries],
+                   "e_kinds": [e["kind"] for e in entries], "e_amounts": [e["amount"] for e in entries]}
+    if changes:
+        parts.append("lots AS (UPDATE points_lots SET remaining = remaining + "
+                     "(%(u_deltas)s::bigint[])[array_position(%(u_lots)s::bigint[], id)] "
+                     "WHERE id = ANY(%(u_lots)s::bigint[]))")
+        params |= {"u_lots": list(changes), "u_deltas": list(changes.values())}
+    if accounts:
+        parts.append("accounts AS (UPDATE points_accounts SET "
+                     "balance = balance + (%(a_deltas)s::bigint[])[array_position(%(a_ids)s::bigint[], id)], "
+                     "debt = debt + (%(a_debts)s::bigint[])[array_position(%(a_ids)s::bigint[], id)] "
+                     "WHERE id = ANY(%(a_ids)s::bigint[]))")
+        params |= {"a_ids": [a["acct"] for a in accounts], "a_deltas": [a["delta"] for a in accounts],
+                   "a_debts": [a["debt_delta"] for a in accounts]}
+    if operation is not None:
+        op_id, values = operation
+        sets = ", ".join(f"{name} = %(o_{name})s" for name in values)
+        params |= {f"o_{k}": Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()} | {"o_id": op_id}
+        last = f"UPDATE points_operations SET {sets} WHERE id = %(o_id)s"
+    elif parts:
+        last = "SELECT 1"
+    else:
+        return
+    sql = (f"WITH {', '.join(parts)} " if parts else "") + last
+    with _driver(conn).cursor() as cursor:
+        cursor.execute(sql, params)
