@@ -1,0 +1,1 @@
+"""Audience: customer traits (RFM, lifecycle, CLV) and segment rules."""
