@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from lianjie import migrate, wiring
+from lianjie import jobs, migrate, wiring
 from lianjie.app import create_app
 from lianjie.commerce import catalogue, csvfiles, importing
 from lianjie.config import get_settings
@@ -71,10 +71,13 @@ orders_app = typer.Typer(help="Orders and refunds: import till (POS) exports.", 
 loyalty_app = typer.Typer(help="Points programme, expiry and tier evaluation jobs.", no_args_is_help=True)
 identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
                            no_args_is_help=True)
+jobs_app = typer.Typer(help="Background jobs: expiry, tier evaluation; the schedule and a worker.",
+                       no_args_is_help=True)
 clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma models.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
-                  (identity_app, "identity"), (loyalty_app, "loyalty"), (clv_app, "clv"), (demo_app, "demo")):
+                  (identity_app, "identity"), (loyalty_app, "loyalty"), (clv_app, "clv"), (jobs_app, "jobs"),
+                  (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -162,12 +165,18 @@ def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HO
         raise typer.Exit(1)
     engine.dispose()
     processes = workers or settings.workers
-    if processes > 1:  # each worker process builds its own app from the same settings
-        uvicorn.run("lianjie.app:create_app", factory=True, host=host or settings.host,
-                    port=port or settings.port, workers=processes, http=NoDelayH11Protocol)
-    else:
-        uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                    http=NoDelayH11Protocol)
+    # One job consumer for the whole server, in this process (with --workers N, the supervisor).
+    consumer = jobs.start_embedded(settings) if settings.jobs_enabled else None
+    try:
+        if processes > 1:  # each worker process builds its own app from the same settings
+            uvicorn.run("lianjie.app:create_app", factory=True, host=host or settings.host,
+                        port=port or settings.port, workers=processes, http=NoDelayH11Protocol)
+        else:
+            uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                        http=NoDelayH11Protocol)
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
 
 
 class NoDelayH11Protocol(H11Protocol):
@@ -521,6 +530,38 @@ def identity_unmerge(tenant: TenantOpt, merge_id: Annotated[int, typer.Argument(
 # ---- demo ------------------------------------------------------------------------------------------
 
 ScaleOpt = Annotated[str, typer.Option(help="tiny, small (~5k customers), medium (100k) or large (1M).")]
+
+
+# ---- jobs ------------------------------------------------------------------------------------------
+
+
+@jobs_app.command("list")
+def jobs_list(as_json: JsonFlag = False) -> None:
+    """The background jobs and when they run (UTC); `lianjie serve` runs them unless LIANJIE_JOBS_ENABLED=false."""
+    table = Table("job", "schedule (UTC crontab)", "what")
+    for job in jobs.JOBS.values():
+        table.add_row(job.name, job.crontab, job.description)
+    emit(as_json, {"jobs": [{"name": j.name, "schedule": j.crontab, "description": j.description}
+                            for j in jobs.JOBS.values()]}, lambda: console.print(table))
+
+
+@jobs_app.command("run")
+def jobs_run(name: Annotated[str, typer.Argument(help="A job from `lianjie jobs list`.")],
+             as_json: JsonFlag = False) -> None:
+    """Run one job now, in this process (each is safe to run again at any time)."""
+    if name not in jobs.JOBS:
+        err.print(f"[red]error[/red] no job {name!r}; jobs: {', '.join(jobs.JOBS)}")
+        raise typer.Exit(2)
+    with err.status(f"running {name}"):
+        result = jobs.run_job(name)
+    emit(as_json, result, lambda: console.print(f"{name}: {result}"))
+
+
+@jobs_app.command("worker")
+def jobs_worker(workers: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 1) -> None:
+    """A job consumer on its own, for servers started with LIANJIE_JOBS_ENABLED=false (Ctrl-C stops it)."""
+    queue = jobs.build_queue(get_settings())
+    jobs.consumer(queue, workers=workers).run()
 
 
 # ---- clv -------------------------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""Background jobs through huey: a queue in a SQLite file under ``var/`` by default (Redis with
+``LIANJIE_JOBS_URL=redis://…``), periodic jobs on a schedule, and a consumer that ``lianjie serve``
+runs inside the server (or ``lianjie jobs worker`` runs on its own).
+
+Each job is a plain function that owns its transactions, like a CLI command: it calls the same
+services the CLI and the API call, in batches that commit one by one, so a job stopped half way
+keeps what it finished and the next run carries on (every job here is safe to run again at any
+time). The queue is built from settings when first needed, not at import time (DESIGN.md), and the
+jobs are registered on it then.
+
+This module sits with ``app`` and ``cli`` at the top of the import order: it may import every domain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lianjie.config import Settings, get_settings
+from lianjie.db import engine_from_settings, make_session_factory, transaction, utcnow
+from lianjie.loyalty import ledger, tiers
+from lianjie.loyalty import programme as programme_rules
+from lianjie.loyalty.models import LoyaltyProgramme
+
+log = logging.getLogger("lianjie.jobs")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A background job: its name, what it does, and when it runs on its own (a crontab in UTC)."""
+
+    name: str
+    run: Callable[[sessionmaker[Session]], dict[str, Any]]
+    schedule: dict[str, str]
+    description: str
+
+    @property
+    def crontab(self) -> str:
+        """The schedule as a crontab line (minute hour day month weekday)."""
+        return " ".join(self.schedule.get(k, "*") for k in ("minute", "hour", "day", "month", "day_of_week"))
+
+
+def _merchants_with_programme(factory: sessionmaker[Session]) -> list[int]:
+    with transaction(factory) as session:
+        return list(session.scalars(select(LoyaltyProgramme.tenant_id).order_by(LoyaltyProgramme.tenant_id)))
+
+
+def expire_points(factory: sessionmaker[Session], *, batch: int = 500) -> dict[str, Any]:
+    """Expire lapsed points and cancel lapsed till holds for every merchant, a batch per transaction."""
+    totals = {"merchants": 0, "expired": 0, "accounts": 0, "holds_cancelled": 0, "released": 0}
+    now = utcnow()
+    for tenant_id in _merchants_with_programme(factory):
+        totals["merchants"] += 1
+        while True:
+            with transaction(factory, write=True) as session:
+                run = ledger.expire_due(session, tenant_id, now, limit=batch)
+            for name in ("expired", "accounts", "holds_cancelled", "released"):
+                totals[name] += getattr(run, name)
+            if run.done:
+                break
+    return totals
+
+
+def evaluate_tiers(factory: sessionmaker[Session]) -> dict[str, Any]:
+    """The periodic tier evaluation for every merchant: grace periods start, downgrades after grace."""
+    changed = 0
+    merchants = _merchants_with_programme(factory)
+    for tenant_id in merchants:
+        with transaction(factory, write=True) as session:
+            config = programme_rules.load(session, tenant_id)
+            changed += tiers.evaluate_all(session, config, tenant_id, utcnow())
+    return {"merchants": len(merchants), "changed": changed}
+
+
+JOBS: dict[str, Job] = {job.name: job for job in (
+    Job("expire-points", expire_points, {"minute": "5"},
+        "hourly: expire lapsed points lots and cancel lapsed till holds"),
+    Job("evaluate-tiers", evaluate_tiers, {"minute": "15", "hour": "19"},
+        "daily at 19:15 UTC (03:15 in China): tier grace periods and downgrades"),
+)}
+
+
+@lru_cache(maxsize=4)
+def _session_factory(database_url: str) -> sessionmaker[Session]:
+    """One engine per process and database for the jobs a consumer runs."""
+    settings = get_settings()
+    return make_session_factory(engine_from_settings(settings.model_copy(update={"database_url": database_url})))
+
+
+def run_job(name: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Run one job now, in this process (what the consumer does when the job comes up)."""
+    settings = settings or get_settings()
+    job = JOBS[name]
+    log.info("job %s started", name)
+    result = job.run(_session_factory(settings.resolved_database_url))
+    log.info("job %s done: %s", name, result)
+    return result
+
+
+@dataclass
+class JobQueue:
+    """The huey queue with every job on its schedule, and one task that runs any job on demand
+    (huey keeps no results of periodic tasks; an on-demand run's result can be waited for)."""
+
+    huey: Huey
+    run_now: Any
+
+    def enqueue(self, name: str) -> Any:
+        """Queue a job to run now (besides its schedule); returns huey's result handle."""
+        if name not in JOBS:
+            raise KeyError(f"no job {name!r}")
+        return self.run_now(name)
+
+
+def build_queue(settings: Settings) -> JobQueue:
+    """The queue the settings name: Redis for ``LIANJIE_JOBS_URL=redis://…``, else var_dir/jobs.db."""
+    if settings.jobs_url and settings.jobs_url.startswith(("redis://", "rediss://")):
+        huey: Huey = RedisHuey("lianjie", url=settings.jobs_url)
+    else:
+        path = settings.resolved_var_dir / "jobs.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        huey = SqliteHuey("lianjie", filename=str(path))
+    for job in JOBS.values():
+        huey.periodic_task(crontab(**job.schedule, strict=True), name=job.name)(_runner(job.name, settings))
+
+    def run_now(name: str) -> dict[str, Any]:
+        return run_job(name, settings)
+
+    return JobQueue(huey, huey.task(name="run-now")(run_now))
+
+
+def _runner(name: str, settings: Settings) -> Callable[[], dict[str, Any]]:
+    def run() -> dict[str, Any]:
+        return run_job(name, settings)
+    run.__name__ = name.replace("-", "_")
+    return run
+
+
+class EmbeddedConsumer(Consumer):  # type: ignore[misc]  # huey ships no type hints
+    """A consumer that runs inside another program (the server): it leaves the program's signal
+    handlers alone, so Ctrl-C and SIGTERM still reach uvicorn, which then stops the consumer."""
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+
+def consumer(queue: JobQueue, *, workers: int = 1) -> Consumer:
+    """A stand-alone consumer (``lianjie jobs worker``): thread workers and the periodic scheduler."""
+    return Consumer(queue.huey, workers=workers, periodic=True, worker_type="thread")
+
+
+def start_embedded(settings: Settings) -> EmbeddedConsumer:
+    """Start a one-worker consumer with the periodic scheduler in background threads."""
+    embedded = EmbeddedConsumer(build_queue(settings).huey, workers=1, periodic=True, worker_type="thread")
+    embedded.start()
+    return embedded
