@@ -55,6 +55,8 @@ from lianjie.tenants.schemas import (
     StoreCreate,
     StoreOut,
 )
+from lianjie.warehouse import connection as warehouse_connection
+from lianjie.warehouse import sync as warehouse_sync
 
 if TYPE_CHECKING:
     from lianjie.audience.clv import ClvFit
@@ -73,10 +75,13 @@ identity_app = typer.Typer(help="OneID: look customers up, review and undo merge
                            no_args_is_help=True)
 jobs_app = typer.Typer(help="Background jobs: expiry, tier evaluation; the schedule and a worker.",
                        no_args_is_help=True)
+warehouse_app = typer.Typer(help="The analytics warehouse (DuckDB): sync from the operational store, rebuild.",
+                            no_args_is_help=True)
 clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma models.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
                   (identity_app, "identity"), (loyalty_app, "loyalty"), (clv_app, "clv"), (jobs_app, "jobs"),
+                  (warehouse_app, "warehouse"),
                   (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
@@ -530,6 +535,48 @@ def identity_unmerge(tenant: TenantOpt, merge_id: Annotated[int, typer.Argument(
 # ---- demo ------------------------------------------------------------------------------------------
 
 ScaleOpt = Annotated[str, typer.Option(help="tiny, small (~5k customers), medium (100k) or large (1M).")]
+
+
+# ---- warehouse -------------------------------------------------------------------------------------
+
+
+def _warehouse_run(rebuild: bool, as_json: bool) -> None:
+    settings = get_settings()
+    engine = engine_from_settings(settings)
+    con = warehouse_connection.connect(settings)
+    try:
+        with Progress(console=err, disable=as_json, transient=True) as progress:
+            tasks: dict[str, Any] = {}
+
+            def advance(table: str, rows: int) -> None:
+                if table not in tasks:
+                    tasks[table] = progress.add_task(table, total=None)
+                progress.advance(tasks[table], rows)
+
+            run = warehouse_sync.rebuild if rebuild else warehouse_sync.sync
+            report = run(make_session_factory(engine), con, progress=advance)
+    finally:
+        con.disconnect()
+        engine.dispose()
+    payload = {"rows": report.rows, "erased_profiles": report.erased_profiles, "seconds": round(report.seconds, 3),
+               "warehouse": warehouse_connection.warehouse_url(settings)}
+    table = Table("table", "rows copied", title=f"warehouse {'rebuilt' if rebuild else 'synced'} "
+                                                f"in {report.seconds:.1f} s")
+    for name, rows in report.rows.items():
+        table.add_row(name, f"{rows:,}")
+    emit(as_json, payload, lambda: console.print(table))
+
+
+@warehouse_app.command("sync")
+def warehouse_sync_cmd(as_json: JsonFlag = False) -> None:
+    """Copy new and changed rows into the warehouse (also runs every minute inside `lianjie serve`)."""
+    _warehouse_run(False, as_json)
+
+
+@warehouse_app.command("rebuild")
+def warehouse_rebuild_cmd(as_json: JsonFlag = False) -> None:
+    """Recreate the warehouse from the operational store."""
+    _warehouse_run(True, as_json)
 
 
 # ---- jobs ------------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from lianjie.db import engine_from_settings, make_session_factory, transaction, 
 from lianjie.loyalty import ledger, tiers
 from lianjie.loyalty import programme as programme_rules
 from lianjie.loyalty.models import LoyaltyProgramme
+from lianjie.warehouse import connection as warehouse_connection
+from lianjie.warehouse import sync as warehouse_sync
 
 log = logging.getLogger("lianjie.jobs")
 
@@ -38,7 +40,7 @@ class Job:
     """A background job: its name, what it does, and when it runs on its own (a crontab in UTC)."""
 
     name: str
-    run: Callable[[sessionmaker[Session]], dict[str, Any]]
+    run: Callable[[sessionmaker[Session], Settings], dict[str, Any]]
     schedule: dict[str, str]
     description: str
 
@@ -53,7 +55,7 @@ def _merchants_with_programme(factory: sessionmaker[Session]) -> list[int]:
         return list(session.scalars(select(LoyaltyProgramme.tenant_id).order_by(LoyaltyProgramme.tenant_id)))
 
 
-def expire_points(factory: sessionmaker[Session], *, batch: int = 500) -> dict[str, Any]:
+def expire_points(factory: sessionmaker[Session], settings: Settings, *, batch: int = 500) -> dict[str, Any]:
     """Expire lapsed points and cancel lapsed till holds for every merchant, a batch per transaction."""
     totals = {"merchants": 0, "expired": 0, "accounts": 0, "holds_cancelled": 0, "released": 0}
     now = utcnow()
@@ -69,7 +71,7 @@ def expire_points(factory: sessionmaker[Session], *, batch: int = 500) -> dict[s
     return totals
 
 
-def evaluate_tiers(factory: sessionmaker[Session]) -> dict[str, Any]:
+def evaluate_tiers(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
     """The periodic tier evaluation for every merchant: grace periods start, downgrades after grace."""
     changed = 0
     merchants = _merchants_with_programme(factory)
@@ -80,11 +82,23 @@ def evaluate_tiers(factory: sessionmaker[Session]) -> dict[str, Any]:
     return {"merchants": len(merchants), "changed": changed}
 
 
+def sync_warehouse(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
+    """Copy new and changed rows into the warehouse (connects for the run only: a DuckDB file has
+    one writer at a time, and `lianjie warehouse rebuild` may want it)."""
+    con = warehouse_connection.connect(settings)
+    try:
+        report = warehouse_sync.sync(factory, con)
+    finally:
+        con.disconnect()
+    return {"rows": report.rows, "erased_profiles": report.erased_profiles, "seconds": report.seconds}
+
+
 JOBS: dict[str, Job] = {job.name: job for job in (
     Job("expire-points", expire_points, {"minute": "5"},
         "hourly: expire lapsed points lots and cancel lapsed till holds"),
     Job("evaluate-tiers", evaluate_tiers, {"minute": "15", "hour": "19"},
         "daily at 19:15 UTC (03:15 in China): tier grace periods and downgrades"),
+    Job("sync-warehouse", sync_warehouse, {"minute": "*"}, "every minute: new and changed rows into the warehouse"),
 )}
 
 
@@ -100,7 +114,7 @@ def run_job(name: str, settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or get_settings()
     job = JOBS[name]
     log.info("job %s started", name)
-    result = job.run(_session_factory(settings.resolved_database_url))
+    result = job.run(_session_factory(settings.resolved_database_url), settings)
     log.info("job %s done: %s", name, result)
     return result
 

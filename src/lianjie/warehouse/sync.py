@@ -1,0 +1,193 @@
+"""Copying the operational store into the warehouse: incrementally (:func:`sync`) or from scratch
+(:func:`rebuild`). See tables.py for how each table is kept up to date.
+
+What a sync remembers lives in the warehouse itself (``_sync_state``: a watermark per table and when
+the last sync started), so a warehouse file copied elsewhere carries on from where it was, and
+``rebuild`` is just a sync into an empty warehouse.
+
+Merges and unmerges reach the warehouse through ``identity_map`` (profile -> customer), which is
+refreshed whole every sync; rows stay attributed to the base profile they were recorded with, as in
+the operational store, and analytics join through the map. A PIPL erasure blanks the profile in the
+operational store; the next sync deletes the person's events from the warehouse and copies them
+again as they now are (without the personal fields), so the warehouse forgets what the store forgot.
+
+Writes use DuckDB's own connection for the deletes Ibis does not express; everything that reads the
+warehouse (segments, traits, KPIs) goes through Ibis.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ibis
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lianjie.commerce.models import Order, OrderLine
+from lianjie.db import transaction, utcnow
+from lianjie.identity.models import Event, Profile
+from lianjie.warehouse.tables import EVENTS, ORDER_LINES, ORDERS, TABLES, AnySelect, WarehouseTable
+
+STATE = "_sync_state"
+CHUNK = 50_000
+# A transaction that started before the last sync but committed after it has an updated_at before
+# the watermark; going back this far picks it up again (rows are replaced by key, so twice is harmless).
+LATE_COMMIT_MARGIN = dt.timedelta(minutes=10)
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class SyncReport:
+    rows: dict[str, int] = field(default_factory=dict)
+    erased_profiles: int = 0
+    seconds: float = 0.0
+
+
+def _ensure_tables(con: Any) -> None:
+    existing = set(con.list_tables())
+    for table in TABLES:
+        if table.name not in existing:
+            con.create_table(table.name, schema=table.schema)
+    if STATE not in existing:
+        con.create_table(STATE, schema=ibis.schema({"name": "string", "value": "string"}))
+
+
+def _state(con: Any) -> dict[str, str]:
+    rows = con.table(STATE).to_pyarrow().to_pylist()
+    return {r["name"]: r["value"] for r in rows}
+
+
+def _save_state(con: Any, state: dict[str, str]) -> None:
+    con.con.execute(f"DELETE FROM {STATE}")
+    con.insert(STATE, pa.table({"name": list(state), "value": list(state.values())}))
+
+
+def _arrow(table: WarehouseTable, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    names = list(table.schema.names)
+    columns: dict[str, list[Any]] = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    for name, convert in (table.convert or {}).items():
+        columns[name] = [convert(v) for v in columns[name]]
+    return pa.Table.from_pydict(columns, schema=table.schema.to_pyarrow())
+
+
+def _chunks(factory: sessionmaker[Session], query: AnySelect) -> Iterator[Sequence[Sequence[Any]]]:
+    with transaction(factory) as session:
+        result = session.execute(query.execution_options(yield_per=CHUNK))
+        yield from result.partitions()
+
+
+def _delete(con: Any, table: str, key: str, ids: list[Any]) -> None:
+    if ids:
+        con.con.register("_lianjie_ids", pa.table({"id": ids}))
+        con.con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT id FROM _lianjie_ids)")
+        con.con.unregister("_lianjie_ids")
+
+
+def _copy(con: Any, factory: sessionmaker[Session], table: WarehouseTable, query: AnySelect,
+          progress: Progress | None) -> tuple[int, list[Sequence[Any]]]:
+    """Insert what ``query`` returns; returns the row count and the last chunk's last row."""
+    count, last = 0, []
+    for rows in _chunks(factory, query):
+        con.insert(table.name, _arrow(table, rows))
+        count += len(rows)
+        last = [rows[-1]]
+        if progress:
+            progress(table.name, len(rows))
+    return count, last
+
+
+def _refresh(con: Any, factory: sessionmaker[Session], table: WarehouseTable, progress: Progress | None) -> int:
+    parts = [_arrow(table, rows) for rows in _chunks(factory, table.source())]
+    whole = pa.concat_tables(parts) if parts else table.schema.to_pyarrow().empty_table()
+    con.create_table(table.name, obj=whole, schema=table.schema, overwrite=True)
+    if progress:
+        progress(table.name, whole.num_rows)
+    return int(whole.num_rows)
+
+
+def _append(con: Any, factory: sessionmaker[Session], table: WarehouseTable, state: dict[str, str],
+            progress: Progress | None) -> int:
+    after = int(state.get(table.name, "0"))
+    query = _by_id(table, after)
+    count, last = _copy(con, factory, table, query, progress)
+    if last:
+        state[table.name] = str(last[0][0])
+    return count
+
+
+def _by_id(table: WarehouseTable, after: int) -> AnySelect:
+    source = table.source()
+    id_column = source.selected_columns[0]
+    return source.where(id_column > after).order_by(id_column)
+
+
+def _orders(con: Any, factory: sessionmaker[Session], state: dict[str, str], progress: Progress | None) -> int:
+    """Orders changed since the watermark, replaced by id, with all their lines."""
+    since = dt.datetime.fromisoformat(state["orders"]) - LATE_COMMIT_MARGIN if "orders" in state else None
+    query = ORDERS.source()
+    if since is not None:
+        query = query.where(Order.updated_at > since)
+    count, newest = 0, since
+    for rows in _chunks(factory, query.order_by(Order.updated_at)):
+        ids = [row[0] for row in rows]
+        _delete(con, ORDERS.name, "id", ids)
+        con.insert(ORDERS.name, _arrow(ORDERS, rows))
+        _delete(con, ORDER_LINES.name, "order_id", ids)
+        lines = ORDER_LINES.source().where(OrderLine.order_id.in_(ids))
+        _copy(con, factory, ORDER_LINES, lines, None)
+        count += len(rows)
+        newest = rows[-1][-1]
+        if progress:
+            progress(ORDERS.name, len(rows))
+    if newest is not None:
+        state["orders"] = newest.isoformat()
+    return count
+
+
+def _erasures(con: Any, factory: sessionmaker[Session], state: dict[str, str]) -> int:
+    """Events of profiles erased since the last sync, copied again as the store now holds them."""
+    if "started_at" not in state:
+        return 0  # first sync: every event was copied as it is now
+    since = dt.datetime.fromisoformat(state["started_at"]) - LATE_COMMIT_MARGIN
+    with transaction(factory) as session:
+        erased = list(session.scalars(select(Profile.id).where(Profile.erased_at > since)))
+    if not erased:
+        return 0
+    _delete(con, EVENTS.name, "profile_id", erased)
+    upto = int(state.get(EVENTS.name, "0"))
+    query = EVENTS.source().where(Event.profile_id.in_(erased), Event.id <= upto)
+    _copy(con, factory, EVENTS, query, None)
+    return len(erased)
+
+
+def sync(factory: sessionmaker[Session], con: Any, *, progress: Progress | None = None) -> SyncReport:
+    """Bring the warehouse up to date with the operational store (safe to run at any time)."""
+    clock = time.perf_counter()
+    started = utcnow()
+    _ensure_tables(con)
+    state = _state(con)
+    report = SyncReport()
+    for table in TABLES:
+        if table.mode == "refresh":
+            report.rows[table.name] = _refresh(con, factory, table, progress)
+        elif table.mode == "append":
+            report.rows[table.name] = _append(con, factory, table, state, progress)
+    report.rows[ORDERS.name] = _orders(con, factory, state, progress)
+    report.erased_profiles = _erasures(con, factory, state)
+    state["started_at"] = started.isoformat()
+    _save_state(con, state)
+    report.seconds = time.perf_counter() - clock
+    return report
+
+
+def rebuild(factory: sessionmaker[Session], con: Any, *, progress: Progress | None = None) -> SyncReport:
+    """Drop every warehouse table and copy everything again."""
+    for name in [*(t.name for t in TABLES), STATE]:
+        con.drop_table(name, force=True)
+    return sync(factory, con, progress=progress)

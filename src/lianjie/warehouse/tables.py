@@ -1,0 +1,120 @@
+"""The warehouse's tables: what each is copied from in the operational store, its columns, and how it
+is kept up to date.
+
+Three ways, chosen by how the source changes:
+
+* ``append``: rows are only ever added (events, ledger entries, tier history); each sync copies the
+  rows with an id above the last one copied.
+* ``changed``: rows change after they are written (an order is refunded); each sync copies the rows
+  whose ``updated_at`` is past the last sync, minus a margin for transactions that committed late,
+  and replaces them by key (order lines go with their orders).
+* ``refresh``: small rows that a single action can change by the thousand (a merge moves every
+  profile of a customer; an erasure blanks a profile): copied whole each sync, which is one scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import ibis
+import orjson
+from sqlalchemy import Select, func, select
+
+from lianjie.commerce.models import Order, OrderLine
+from lianjie.identity.models import Event, Profile
+from lianjie.loyalty.models import PointsAccount, PointsEntry, TierAssignment
+
+AnySelect = Select[*tuple[Any, ...]]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _traits(value: dict[str, Any] | None) -> str | None:
+    """Profile traits are stored as {name: [value, event time]}; the warehouse keeps the values."""
+    if not value:
+        return None
+    return orjson.dumps({k: v[0] if isinstance(v, list) and len(v) == 2 else v for k, v in value.items()}).decode()
+
+
+def _properties(payload: dict[str, Any] | None) -> str | None:
+    if not payload:
+        return None
+    return _json(payload.get("properties") or payload.get("traits"))
+
+
+@dataclass(frozen=True)
+class WarehouseTable:
+    name: str
+    mode: Literal["append", "changed", "refresh"]
+    schema: ibis.Schema
+    source: Callable[[], AnySelect]
+    key: str = "id"
+    convert: dict[str, Callable[[Any], Any]] | None = None  # per-column conversions of source values
+
+
+TS = "timestamp('UTC')"
+
+IDENTITY_MAP = WarehouseTable(
+    "identity_map", "refresh",
+    ibis.schema({"tenant_id": "int64", "profile_id": "int64", "customer_id": "int64", "erased": "boolean"}),
+    lambda: select(Profile.tenant_id, Profile.id, func.coalesce(Profile.merged_into_id, Profile.id),
+                   Profile.erased_at.is_not(None)),
+    key="profile_id")
+
+PROFILES = WarehouseTable(
+    "profiles", "refresh",
+    ibis.schema({"tenant_id": "int64", "profile_id": "int64", "created_at": TS, "first_seen_at": TS,
+                 "last_seen_at": TS, "event_count": "int64", "traits": "json", "erased_at": TS}),
+    lambda: select(Profile.tenant_id, Profile.id, Profile.created_at, Profile.first_seen_at, Profile.last_seen_at,
+                   Profile.event_count, Profile.traits, Profile.erased_at),
+    key="profile_id", convert={"traits": _traits})
+
+EVENTS = WarehouseTable(
+    "events", "append",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "profile_id": "int64", "type": "string", "event": "string",
+                 "source": "string", "timestamp": TS, "received_at": TS, "properties": "json"}),
+    lambda: select(Event.id, Event.tenant_id, Event.profile_id, Event.type, Event.event, Event.source,
+                   Event.timestamp, Event.received_at, Event.payload),
+    convert={"properties": _properties})
+
+ORDERS = WarehouseTable(
+    "orders", "changed",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "order_no": "string", "profile_id": "int64",
+                 "store_id": "int64", "guide_id": "int64", "channel": "string", "payment_method": "string",
+                 "currency": "string", "list_fen": "int64", "discount_fen": "int64", "paid_fen": "int64",
+                 "refunded_fen": "int64", "status": "string", "ordered_at": TS, "updated_at": TS}),
+    lambda: select(Order.id, Order.tenant_id, Order.order_no, Order.profile_id, Order.store_id, Order.guide_id,
+                   Order.channel, Order.payment_method, Order.currency, Order.list_fen, Order.discount_fen,
+                   Order.paid_fen, Order.refunded_fen, Order.status, Order.ordered_at, Order.updated_at))
+
+ORDER_LINES = WarehouseTable(
+    "order_lines", "changed",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "order_id": "int64", "line_no": "int64", "sku": "string",
+                 "category_code": "string", "quantity": "int64", "paid_fen": "int64", "refunded_quantity": "int64",
+                 "refunded_fen": "int64"}),
+    lambda: select(OrderLine.id, OrderLine.tenant_id, OrderLine.order_id, OrderLine.line_no, OrderLine.sku,
+                   OrderLine.category_code, OrderLine.quantity, OrderLine.paid_fen, OrderLine.refunded_quantity,
+                   OrderLine.refunded_fen),
+    key="order_id")
+
+POINTS_ENTRIES = WarehouseTable(
+    "points_entries", "append",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "profile_id": "int64", "account_id": "int64",
+                 "operation_id": "int64", "kind": "string", "amount": "int64", "created_at": TS}),
+    lambda: select(PointsEntry.id, PointsEntry.tenant_id, PointsAccount.profile_id, PointsEntry.account_id,
+                   PointsEntry.operation_id, PointsEntry.kind, PointsEntry.amount, PointsEntry.created_at)
+    .join(PointsAccount, PointsAccount.id == PointsEntry.account_id))
+
+TIER_ASSIGNMENTS = WarehouseTable(
+    "tier_assignments", "append",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "profile_id": "int64", "tier_code": "string",
+                 "previous_code": "string", "reason": "string", "created_at": TS}),
+    lambda: select(TierAssignment.id, TierAssignment.tenant_id, TierAssignment.profile_id, TierAssignment.tier_code,
+                   TierAssignment.previous_code, TierAssignment.reason, TierAssignment.created_at))
+
+TABLES: tuple[WarehouseTable, ...] = (IDENTITY_MAP, PROFILES, EVENTS, ORDERS, ORDER_LINES, POINTS_ENTRIES,
+                                      TIER_ASSIGNMENTS)
