@@ -64,6 +64,8 @@ def test_sync_follows_the_store(db: Session, session_factory: sessionmaker[Sessi
     joined = msg("identify", userId="M001", traits={"member_no": "M001", "vip": "gold"})
     web_id = send(db, shop.id, viewed).profiles[viewed["messageId"]]
     member_id = send(db, shop.id, joined).profiles[joined["messageId"]]
+    assert web_id is not None
+    assert member_id is not None
     _order(db, shop.id, "SO-1", {"member_no": "M001"}, 2)
     _order(db, shop.id, "SO-2", None, 1)  # a guest
     db.flush()
