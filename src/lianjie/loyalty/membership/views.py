@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lianjie.loyalty.membership import periods, plans, refunds
-from lianjie.loyalty.membership.models import LIVE, Membership, MembershipPeriod, MembershipPlan
+from lianjie.loyalty.membership.models import LIVE, Membership, MembershipPeriod, MembershipPlan, PeriodStatus
 from lianjie.loyalty.membership.schemas import MembershipOut, PeriodOut
 from lianjie.loyalty.membership.terms import local_date
 
@@ -20,7 +20,8 @@ def membership_out(session: Session, membership: Membership, now: dt.datetime) -
                                  .where(MembershipPlan.tenant_id == membership.tenant_id)).all())
     live = [p for p in rows if p.status in LIVE]
     running = [p for p in live if p.starts_on <= day] or live
-    shown: MembershipPeriod = running[-1] if running else rows[-1]
+    ended = [p for p in rows if p.status == PeriodStatus.LAPSED.value]  # a refunded renewal leaves a lapse
+    shown: MembershipPeriod = running[-1] if running else (ended or rows)[-1]
     plan = session.get(MembershipPlan, shown.plan_id)
     assert plan is not None
     last_live = live[-1] if live else None
