@@ -19,7 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "membership_plans",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -128,11 +127,11 @@ def upgrade() -> None:
             ["tenant_id"], ["merchants.id"], name=op.f("fk_membership_periods_tenant_id_merchants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_membership_periods")),
+        sa.UniqueConstraint("membership_id", "seq", name=op.f("uq_membership_periods_membership_id_seq")),
         sa.UniqueConstraint("tenant_id", "source_key", name=op.f("uq_membership_periods_tenant_id_source_key")),
     )
     with op.batch_alter_table("membership_periods", schema=None) as batch_op:
         batch_op.create_index("ix_membership_periods_ends", ["tenant_id", "ends_on"], unique=False)
-        batch_op.create_index("ix_membership_periods_membership", ["membership_id", "seq"], unique=False)
         batch_op.create_index("ix_membership_periods_profile", ["tenant_id", "profile_id"], unique=False)
 
     op.create_table(
@@ -250,7 +249,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("membership_reward_accruals", schema=None) as batch_op:
         batch_op.drop_index("ix_membership_reward_accruals_period")
         batch_op.drop_index("ix_membership_reward_accruals_order")
@@ -267,7 +265,6 @@ def downgrade() -> None:
     op.drop_table("membership_actions")
     with op.batch_alter_table("membership_periods", schema=None) as batch_op:
         batch_op.drop_index("ix_membership_periods_profile")
-        batch_op.drop_index("ix_membership_periods_membership")
         batch_op.drop_index("ix_membership_periods_ends")
 
     op.drop_table("membership_periods")

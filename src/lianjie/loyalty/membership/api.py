@@ -68,7 +68,8 @@ def get_plan(code: str, session: DbSession, caller: Reader) -> PlanOut:
 
 @router.patch("/membership-plans/{code}")
 def update_plan(code: str, body: PlanUpdate, session: DbSession, caller: Writer) -> PlanOut:
-    """Change a plan for terms sold from now on (``status: retired`` stops selling it)."""
+    """Change a plan for terms sold from now on. ``status: retired`` takes it off sale (an order that still
+    sells it is honoured: the customer paid); its members keep renewing on it."""
     return plans.plan_out(plans.update_plan(session, caller.tenant_id, code, body))
 
 

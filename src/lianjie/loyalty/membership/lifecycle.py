@@ -151,7 +151,8 @@ def buy(session: Session, tenant_id: int, profile_id: int, plan: MembershipPlan,
         return join(session, tenant_id, profile_id, plan, day, charged, months=plan.term_months * quantity,
                     payment=payment, order_no=order_no, key=key)
     ranks = {m.id: (session.get(MembershipPlan, m.plan_id) or plan).rank for m in live}
-    membership = max(live, key=lambda m: (ranks[m.id], -m.id))
+    membership = periods.get_membership(session, tenant_id, max(live, key=lambda m: (ranks[m.id], -m.id)).id,
+                                        lock=True)
     current = periods.latest(session, membership.id)
     if plan.rank > ranks[membership.id] and current.starts_on <= day < current.ends_on and quantity == 1:
         return upgrade(session, membership, plan, day, charged, payment=payment, order_no=order_no, key=key,
@@ -212,7 +213,7 @@ def renew_manually(session: Session, tenant_id: int, membership_id: int, data: R
     replayed = _write(session, tenant_id, data.idempotency_key, "renew", request)
     if replayed is not None:
         return replayed
-    membership = periods.get_membership(session, tenant_id, membership_id)
+    membership = periods.get_membership(session, tenant_id, membership_id, lock=True)
     plan = plans.get_plan(session, tenant_id, data.plan_code) if data.plan_code else \
         session.get(MembershipPlan, membership.plan_id)
     assert plan is not None
@@ -228,7 +229,7 @@ def upgrade_manually(session: Session, tenant_id: int, membership_id: int, data:
     replayed = _write(session, tenant_id, data.idempotency_key, "upgrade", request)
     if replayed is not None:
         return replayed
-    membership = periods.get_membership(session, tenant_id, membership_id)
+    membership = periods.get_membership(session, tenant_id, membership_id, lock=True)
     plan = plans.get_plan(session, tenant_id, data.plan_code)
     day = local_date(now, plans.zone_of(session, tenant_id))
     period = upgrade(session, membership, plan, day, None, payment="manual", order_no=data.order_no,

@@ -46,7 +46,8 @@ def after_merge(session: Session, event: ProfilesMerged, now: dt.datetime | None
     theirs = periods.live_memberships(session, event.tenant_id, sorted(moved), day)
     if not ours or not theirs:
         return None
-    rank = {m.id: (session.get(MembershipPlan, m.plan_id) or MembershipPlan(rank=0)).rank for m in ours + theirs}
+    rank = {m.id: session.scalar(select(MembershipPlan.rank).where(MembershipPlan.id == m.plan_id)) or 0
+            for m in ours + theirs}
     keep = max(ours + theirs, key=lambda m: (rank[m.id], m in ours, -m.id))
     plan = session.get(MembershipPlan, keep.plan_id)
     assert plan is not None

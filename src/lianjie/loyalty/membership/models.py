@@ -136,7 +136,7 @@ class MembershipPeriod(Base):
     __tablename__ = "membership_periods"
     __table_args__ = (
         UniqueConstraint("tenant_id", "source_key"),
-        Index("ix_membership_periods_membership", "membership_id", "seq"),
+        UniqueConstraint("membership_id", "seq"),  # two renewals racing for the same place: one fails
         Index("ix_membership_periods_profile", "tenant_id", "profile_id"),
         Index("ix_membership_periods_ends", "tenant_id", "ends_on"),
         CheckConstraint(f"kind IN ({_in(PeriodKind)})", name="kind"),

@@ -28,8 +28,11 @@ def customer_ids(session: Session, tenant_id: int, profile_id: int) -> list[int]
     return sorted(session.scalars(member_ids(tenant_id, root_of(session, tenant_id, profile_id))))
 
 
-def get_membership(session: Session, tenant_id: int, membership_id: int) -> Membership:
-    row = session.scalar(select(Membership).where(Membership.tenant_id == tenant_id, Membership.id == membership_id))
+def get_membership(session: Session, tenant_id: int, membership_id: int, *, lock: bool = False) -> Membership:
+    """A membership; ``lock`` holds its row until the transaction ends, so two desks renewing or
+    refunding the same membership at once take turns (PostgreSQL; SQLite writers are serial anyway)."""
+    query = select(Membership).where(Membership.tenant_id == tenant_id, Membership.id == membership_id)
+    row = session.scalar(query.with_for_update() if lock else query)
     if row is None:
         raise NotFound(f"no membership {membership_id}", code="membership_not_found")
     return row

@@ -35,7 +35,7 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
         if key in values and values[key] is not None:
             values[key] = getattr(values[key], "value", values[key])
     if values.get("points_multiplier") is not None:
-        values["points_multiplier"] = str(values["points_multiplier"].normalize())
+        values["points_multiplier"] = format(values["points_multiplier"].normalize(), "f")  # "10", never "1E+1"
     return values
 
 

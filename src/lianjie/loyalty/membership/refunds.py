@@ -104,7 +104,7 @@ def refund_manually(session: Session, tenant_id: int, membership_id: int, data: 
     stored = periods.replay(session, tenant_id, data.idempotency_key, "refund", request)
     if stored is not None:
         return Written(stored, True)
-    membership = periods.get_membership(session, tenant_id, membership_id)
+    membership = periods.get_membership(session, tenant_id, membership_id, lock=True)
     day = local_date(now, plans.zone_of(session, tenant_id))
     live = [p for p in periods.periods_of(session, membership.id) if p.status in LIVE]
     running = [p for p in live if p.starts_on <= day] or live
