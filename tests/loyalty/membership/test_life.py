@@ -110,3 +110,20 @@ def test_refund_within_the_policy_voids_an_unused_certificate(client: TestClient
     refund(client, shop, "B-3", "RF-3", "2026-01-03")  # the same refund again changes nothing
     assert db.scalars(select(MembershipAction).where(MembershipAction.kind == "refund")).one().outcome[
         "certificate_voided_fen"] == 1000
+
+
+def test_a_refund_after_the_certificate_shrinks_it_or_records_what_is_owed(client: TestClient, db: Session) -> None:
+    shop = make_shop(db)
+    db.commit()
+    h = shop["h"]
+    me = buy(client, shop, "C-1", "2025-01-10", ("MEM-EXEC", 65000))["profile_id"]
+    buy(client, shop, "C-2", "2025-12-20", ("SKU-1", 100000), ("SKU-2", 30000))  # 2 % of 130,000 = 2,600
+    buy(client, shop, "C-3", "2026-01-05", ("MEM-EXEC", 65000))
+    refund(client, shop, "C-2", "RF-2", "2026-01-08", lines=[{"line_no": 2, "quantity": 1}])  # returned after
+    [certificate] = client.get("/api/v1/memberships/certificates", params={"profile_id": me}, headers=h).json()
+    assert (certificate["amount_fen"], certificate["status"]) == (100000 * 200 // 10000, "issued")
+    assert client.post(f"/api/v1/memberships/certificates/{certificate['code']}/redeem", json={"order_no": "C-4"},
+                       headers=h).status_code == 201
+    refund(client, shop, "C-2", "RF-3", "2026-01-09", lines=[{"line_no": 1, "quantity": 1}])
+    [certificate] = client.get("/api/v1/memberships/certificates", params={"profile_id": me}, headers=h).json()
+    assert (certificate["status"], certificate["clawback_owed_fen"]) == ("redeemed", 2000)  # all of it is owed

@@ -11,7 +11,8 @@ goes back the difference reverses revenue already recognised, in the refund's mo
 reward is clawed back exactly (rewards.claw_back): the year's accrued reward is forfeited, the
 certificate the refunded renewal paid out is voided, or recorded as owed if it was already used. A
 refunded renewal puts the term before it back to ``active``, so it lapses (or is renewed again) as if
-the renewal had never happened.
+the renewal had never happened. Refunding an upgrade ends the membership (the term it replaced is
+not revived): to step back to the lower plan, sell that plan again.
 """
 
 from __future__ import annotations

@@ -81,7 +81,42 @@ def reverse(session: Session, tenant_id: int, order_no: str, refund_no: str, lin
                         order_no=order_no, source_key=key, eligible_fen=-amount)
     session.add(row)
     session.flush()
+    _settle_paid_out(session, tenant_id, accrued.period_id, refund_no)
     return row
+
+
+def _settle_paid_out(session: Session, tenant_id: int, period_id: int, refund_no: str) -> None:
+    """A refund after the year's certificate was issued: the certificate shrinks to the year's new reward
+    (void at 0), or, if it was already used, the difference is recorded as owed. Example: a 2,600 fen
+    certificate, then a refund that takes the year's reward to 2,200: an unused certificate is worth
+    2,200; a used one leaves 400 fen owed."""
+    year_end = session.get(MembershipPeriod, period_id)
+    while year_end is not None and year_end.status == "upgraded":
+        year_end = session.scalar(select(MembershipPeriod).where(MembershipPeriod.previous_id == year_end.id,
+                                                                 MembershipPeriod.kind == "upgrade"))
+    certificate = session.scalar(select(RewardCertificate).where(
+        RewardCertificate.tenant_id == tenant_id, RewardCertificate.period_id == (year_end.id if year_end else -1)))
+    if year_end is None or certificate is None or certificate.status == CertificateStatus.VOID.value:
+        return
+    now_worth = periods.year_reward(session, year_end)
+    if certificate.status == CertificateStatus.ISSUED.value:
+        if now_worth < certificate.amount_fen:
+            adjusted = {"was_fen": certificate.amount_fen, "now_fen": now_worth}
+            if now_worth > 0:
+                certificate.amount_fen = now_worth
+            else:
+                certificate.status = CertificateStatus.VOID.value
+                certificate.void_reason = f"refund {refund_no} left no reward"
+            periods.record(session, tenant_id, "reward_adjusted", membership_id=certificate.membership_id,
+                           period_id=year_end.id, outcome={"certificate": certificate.code, **adjusted})
+    else:
+        owed = min(certificate.amount_fen, max(certificate.clawback_owed_fen, certificate.amount_fen - now_worth))
+        if owed != certificate.clawback_owed_fen:
+            periods.record(session, tenant_id, "reward_adjusted", membership_id=certificate.membership_id,
+                           period_id=year_end.id, outcome={"certificate": certificate.code, "clawback_owed_fen":
+                                                           owed, "was_owed_fen": certificate.clawback_owed_fen})
+            certificate.clawback_owed_fen = owed
+    session.flush()
 
 
 def issue_certificate(session: Session, tenant_id: int, year_end: MembershipPeriod, renewal: MembershipPeriod,
