@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from lianjie.loyalty.membership import kpis, lifecycle, periods, plans, refunds
+from lianjie.loyalty.membership.models import MembershipPeriod, MembershipPlan
 from lianjie.loyalty.membership.terms import add_months, recognised, upgrade_fee
 from tests.loyalty.helpers import person
 from tests.loyalty.membership.helpers import add_plan, make_shop
@@ -128,3 +129,17 @@ def test_renewal_rate_on_a_generated_cohort_matches_a_hand_count(db: Session) ->
         k.split(":")[1]: v for k, v in expected.items() if k.startswith("plan:")}
     assert {k: [v.due, v.renewed] for k, v in rate.by_join_month.items()} == {
         k.split(":")[1]: v for k, v in expected.items() if k.startswith("month:")}
+
+
+@pytest.mark.parametrize(("full_days", "after", "used", "expected"), [
+    (None, "prorated", 300, 26000),  # always in full, as Costco does
+    (30, "prorated", 29, 26000),
+    (30, "prorated", 100, 26000 * 265 // 365),  # 18,876: the unused 265 days' share, rounded down
+    (30, "none", 100, 0),
+])
+def test_refund_policy(full_days: int | None, after: str, used: int, expected: int) -> None:
+    plan = MembershipPlan(refund_full_days=full_days, refund_after=after)
+    start = D(2026, 1, 1)
+    term = MembershipPeriod(starts_on=start, ends_on=D(2027, 1, 1), charged_fen=26000, refunded_fen=0,
+                            extension_days=0)
+    assert refunds.policy_amount(plan, term, start + dt.timedelta(days=used)) == expected
