@@ -9,7 +9,7 @@ for; under ``keep`` it stays as it is. The other membership's live terms are mar
 the whole decision is recorded as a ``merge`` action naming the OneID merge.
 
 Undoing the merge undoes exactly that: the other terms get their status back, the extension comes off
-the kept membership's term (and any later terms of it move back by as many days). Example: A's Gold
+the kept membership's term (and any later terms of it follow the restored end). Example: A's Gold
 year ends 2027-03-01, B's Gold year 2026-12-01; merged on 2026-06-01, A keeps Gold until
 2027-09-01 (183 more days) and B's term is merged; unmerged later, A ends 2027-03-01 again and B's
 term is active again until 2026-12-01.
@@ -28,6 +28,7 @@ from lianjie.identity.service import member_ids
 from lianjie.loyalty.membership import periods, plans
 from lianjie.loyalty.membership.models import (
     LIVE,
+    Membership,
     MembershipAction,
     MembershipPeriod,
     MembershipPlan,
@@ -35,10 +36,12 @@ from lianjie.loyalty.membership.models import (
     PeriodKind,
     PeriodStatus,
 )
-from lianjie.loyalty.membership.terms import days_between, local_date
+from lianjie.loyalty.membership.terms import add_months, days_between, local_date
 
 
 def after_merge(session: Session, event: ProfilesMerged, now: dt.datetime | None = None) -> MembershipAction | None:
+    if session.scalar(select(MembershipPlan.id).where(MembershipPlan.tenant_id == event.tenant_id).limit(1)) is None:
+        return None  # a merchant without paid plans: nothing to look at on this (ingestion's) hot path
     day = local_date(now or utcnow(), plans.zone_of(session, event.tenant_id))
     moved = set(event.moved_ids)
     everyone = list(session.scalars(member_ids(event.tenant_id, event.survivor_id)))
@@ -95,12 +98,35 @@ def after_unmerge(session: Session, event: MergeUndone) -> MembershipAction | No
         extended.ends_on -= back
         extended.grace_until -= back
         extended.extension_days -= extension
-        for later in periods.periods_of(session, extended.membership_id):
-            if later.seq > extended.seq:
-                later.starts_on, later.ends_on, later.grace_until = (later.starts_on - back, later.ends_on - back,
-                                                                     later.grace_until - back)
+        _reflow(session, extended)
     session.flush()
     return periods.record(session, event.tenant_id, "unmerge", membership_id=done.membership_id,
                           period_id=extended.id if extended is not None else None, merge_id=event.merge_id,
                           outcome={"restored_periods": done.outcome["merged_periods"], "extension_removed_days":
                                    extension})
+
+
+def _months(start: dt.date, end: dt.date) -> int:
+    return (end.year * 12 + end.month) - (start.year * 12 + start.month)
+
+
+def _reflow(session: Session, changed: MembershipPeriod) -> None:
+    """Terms after ``changed`` follow its new end, each keeping its length in months (from the
+    membership's anchor day), as if they had been bought after the unmerged end: shifting by days
+    would drift across a 29 February."""
+    membership = session.get(Membership, changed.membership_id)
+    assert membership is not None
+    ends = {changed.id: changed.ends_on}
+    for later in periods.periods_of(session, changed.membership_id):
+        if later.seq <= changed.seq or later.previous_id not in ends:
+            continue
+        extension = dt.timedelta(days=later.extension_days)
+        months = _months(later.starts_on, later.ends_on - extension)
+        grace = later.grace_until - later.ends_on
+        if later.kind == PeriodKind.UPGRADE.value:  # the rest of the term it replaced: same end
+            later.ends_on = ends[later.previous_id] + extension
+        else:
+            later.starts_on = ends[later.previous_id]
+            later.ends_on = add_months(later.starts_on, months, membership.anchor_day) + extension
+        later.grace_until = later.ends_on + grace
+        ends[later.id] = later.ends_on
