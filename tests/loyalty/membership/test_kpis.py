@@ -3,10 +3,13 @@ against figures computed by hand or independently in the test."""
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from lianjie.loyalty.membership import kpis, lifecycle, periods, plans, refunds
@@ -143,3 +146,17 @@ def test_refund_policy(full_days: int | None, after: str, used: int, expected: i
     term = MembershipPeriod(starts_on=start, ends_on=D(2027, 1, 1), charged_fen=26000, refunded_fen=0,
                             extension_days=0)
     assert refunds.policy_amount(plan, term, start + dt.timedelta(days=used)) == expected
+
+
+@given(start=st.dates(D(2000, 1, 1), D(2090, 12, 31)), months=st.integers(1, 36), fee=st.integers(0, 10**7))
+def test_terms_and_recognition_properties(start: dt.date, months: int, fee: int) -> None:
+    """A term is exactly ``months`` calendar months, ends on its anchor day where the month has it, and
+    the revenue of its months adds up to the fee, to the fen."""
+    end = add_months(start, months, start.day)
+    assert (end.year * 12 + end.month) - (start.year * 12 + start.month) == months
+    assert end.day == min(start.day, calendar.monthrange(end.year, end.month)[1])
+    edges = [add_months(start.replace(day=1), i) for i in range(months + 2)]
+    parts = [recognised(fee, start, end, end, b) - recognised(fee, start, end, end, a)
+             for a, b in zip(edges, edges[1:], strict=False)]
+    assert sum(parts) == fee
+    assert all(p >= 0 for p in parts)

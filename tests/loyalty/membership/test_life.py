@@ -127,3 +127,13 @@ def test_a_refund_after_the_certificate_shrinks_it_or_records_what_is_owed(clien
     refund(client, shop, "C-2", "RF-3", "2026-01-09", lines=[{"line_no": 1, "quantity": 1}])
     [certificate] = client.get("/api/v1/memberships/certificates", params={"profile_id": me}, headers=h).json()
     assert (certificate["status"], certificate["clawback_owed_fen"]) == ("redeemed", 2000)  # all of it is owed
+
+
+def test_a_guest_buying_a_plan_is_recorded_for_finance_and_starts_nothing(client: TestClient, db: Session) -> None:
+    shop = make_shop(db)
+    db.commit()
+    assert buy(client, shop, "G-1", "2025-05-01", ("MEM-GOLD", 26000), buyer={})["profile_id"] is None
+    buy(client, shop, "G-1", "2025-05-01", ("MEM-GOLD", 26000), buyer={})  # the till sends it again
+    [action] = db.scalars(select(MembershipAction).where(MembershipAction.kind == "unassigned")).all()
+    assert (action.idempotency_key, action.outcome) == ("order:G-1:1", {"plan": "gold", "paid_fen": 26000})
+    assert kpis.paid_members(db, shop["tenant"], D(2025, 5, 2)).paid_members == 0
