@@ -11,7 +11,6 @@ import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lianjie.loyalty.membership import periods, plans
@@ -29,11 +28,10 @@ def plan_on(session: Session, tenant_id: int, profile_ids: Sequence[int], at: dt
 def multiplier_for_ids(session: Session, tenant_id: int, profile_ids: Sequence[int], at: dt.datetime) -> Decimal:
     """The points multiplier of the customer's paid plan (1 without one).
 
-    The points ledger calls this for every order, so a merchant whose plans multiply nothing pays one
-    indexed probe and no more.
+    The points ledger calls this for every order, so a merchant whose plans multiply nothing pays a
+    lookup cached for the transaction (plans.facts) and no more.
     """
-    if session.scalar(select(MembershipPlan.id).where(MembershipPlan.tenant_id == tenant_id,
-                                                      MembershipPlan.points_multiplier != "1").limit(1)) is None:
+    if not plans.facts(session, tenant_id).multiplies:
         return Decimal(1)
     plan = plan_on(session, tenant_id, profile_ids, at)
     return Decimal(plan.points_multiplier) if plan is not None else Decimal(1)

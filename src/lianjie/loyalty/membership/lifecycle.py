@@ -163,9 +163,9 @@ def buy(session: Session, tenant_id: int, profile_id: int, plan: MembershipPlan,
 
 def on_order_completed(session: Session, event: OrderCompleted) -> None:
     """Plan lines buy memberships; the rest of the order accrues the reward. Once per order line."""
-    by_sku = plans.plans_by_sku(session, event.tenant_id)
-    if not by_sku:
+    if not plans.facts(session, event.tenant_id).skus:
         return
+    by_sku = plans.plans_by_sku(session, event.tenant_id)
     zone = plans.zone_of(session, event.tenant_id)
     day = local_date(event.ordered_at, zone)
     for line in event.lines:

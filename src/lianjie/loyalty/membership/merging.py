@@ -40,7 +40,7 @@ from lianjie.loyalty.membership.terms import add_months, days_between, local_dat
 
 
 def after_merge(session: Session, event: ProfilesMerged, now: dt.datetime | None = None) -> MembershipAction | None:
-    if session.scalar(select(MembershipPlan.id).where(MembershipPlan.tenant_id == event.tenant_id).limit(1)) is None:
+    if not plans.facts(session, event.tenant_id).skus:
         return None  # a merchant without paid plans: nothing to look at on this (ingestion's) hot path
     day = local_date(now or utcnow(), plans.zone_of(session, event.tenant_id))
     moved = set(event.moved_ids)

@@ -10,6 +10,7 @@ automatic renewals.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -66,6 +67,41 @@ def plans_by_sku(session: Session, tenant_id: int) -> dict[str, MembershipPlan]:
     return {p.sku: p for p in list_plans(session, tenant_id)}
 
 
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What every order asks of the plans: which SKUs sell one, and whether any multiplies points."""
+
+    skus: frozenset[str]
+    multiplies: bool
+
+
+_FACTS = "lianjie.membership.facts"
+
+
+def facts(session: Session, tenant_id: int) -> Facts:
+    """The merchant's plan facts, read once per transaction.
+
+    Every order (and every imported till row) passes through the membership subscribers and the points
+    multiplier; for a merchant without plans one cached lookup is all they cost. The cache lives in the
+    session for its current transaction only, and writing a plan drops it.
+    """
+    transaction = session.get_transaction()
+    held = session.info.get(_FACTS)
+    if held is None or held[0] is not transaction:
+        held = (transaction, {})
+        session.info[_FACTS] = held
+    cache: dict[int, Facts] = held[1]
+    if tenant_id not in cache:
+        rows = session.execute(select(MembershipPlan.sku, MembershipPlan.points_multiplier)
+                               .where(MembershipPlan.tenant_id == tenant_id)).all()
+        cache[tenant_id] = Facts(frozenset(r.sku for r in rows), any(r.points_multiplier != "1" for r in rows))
+    return cache[tenant_id]
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_FACTS, None)
+
+
 def create_plan(session: Session, tenant_id: int, data: PlanIn) -> tuple[MembershipPlan, bool]:
     """Create a plan; the same code with the same values again returns it (created False), other values 409."""
     values = _stored(data.model_dump())
@@ -79,6 +115,7 @@ def create_plan(session: Session, tenant_id: int, data: PlanIn) -> tuple[Members
                            "PATCH it to change it", code="plan_exists", field="code", details=diffs)
         return existing, False
     _check_sku(session, tenant_id, data.sku)
+    _forget(session)
     plan = MembershipPlan(tenant_id=tenant_id, status="active", **values)
     session.add(plan)
     session.flush()
@@ -87,6 +124,7 @@ def create_plan(session: Session, tenant_id: int, data: PlanIn) -> tuple[Members
 
 def update_plan(session: Session, tenant_id: int, code: str, data: PlanUpdate) -> MembershipPlan:
     plan = get_plan(session, tenant_id, code)
+    _forget(session)
     changes = _stored(data.model_dump(exclude_unset=True))
     for key, value in changes.items():
         if value is None and key != "refund_full_days":

@@ -77,9 +77,9 @@ def refund_period(session: Session, tenant_id: int, period: MembershipPeriod, am
 
 def on_order_refunded(session: Session, event: OrderRefunded) -> None:
     """A refunded plan line refunds the term it bought, with the amount commerce gave back. Once per refund."""
-    by_sku = plans.plans_by_sku(session, event.tenant_id)
-    if not by_sku:
+    if not plans.facts(session, event.tenant_id).skus:
         return
+    by_sku = plans.plans_by_sku(session, event.tenant_id)
     zone = plans.zone_of(session, event.tenant_id)
     for line in event.lines:
         if line.sku not in by_sku:
