@@ -100,7 +100,8 @@ def on_order_refunded(session: Session, event: OrderRefunded) -> None:
 
 
 def refund_manually(session: Session, tenant_id: int, membership_id: int, data: RefundIn, now: dt.datetime) -> Written:
-    """Refund the running (or last live) term by the policy, or ``amount_fen`` up to what was paid."""
+    """Refund the last live term (the running one, or a renewal paid ahead) by the policy, or
+    ``amount_fen`` up to what was paid for it."""
     request = data.model_dump(exclude={"idempotency_key"})
     stored = periods.replay(session, tenant_id, data.idempotency_key, "refund", request)
     if stored is not None:
@@ -108,10 +109,9 @@ def refund_manually(session: Session, tenant_id: int, membership_id: int, data: 
     membership = periods.get_membership(session, tenant_id, membership_id, lock=True)
     day = local_date(now, plans.zone_of(session, tenant_id))
     live = [p for p in periods.periods_of(session, membership.id) if p.status in LIVE]
-    running = [p for p in live if p.starts_on <= day] or live
-    if not running:
+    if not live:
         raise Conflict(f"membership {membership_id} has no live term to refund", code="nothing_to_refund")
-    period = running[-1]
+    period = live[-1]  # the last paid: a renewal paid ahead is what a member cancelling gets back first
     plan = session.get(MembershipPlan, period.plan_id)
     assert plan is not None
     paid = period.charged_fen - period.refunded_fen
