@@ -169,3 +169,21 @@ def test_retries_apply_once(client: TestClient, db: Session, world: dict[str, An
     url = f"/api/v1/memberships/{world['m']}/refund"
     assert client.post(url, json=refund, headers=h).status_code == 201
     assert client.post(url, json=refund, headers=h).json()["replayed"] is True
+
+
+def test_upgrade_at_the_desk_charges_the_quote(client: TestClient, world: dict[str, Any]) -> None:
+    h, base = world["h"], f"/api/v1/memberships/{world['m']}"
+    term = client.get(base, headers=h).json()["periods"][-1]
+    start, end = dt.date.fromisoformat(term["starts_on"]), dt.date.fromisoformat(term["ends_on"])
+    today = utcnow().astimezone(dt.timezone(dt.timedelta(hours=8))).date()
+    total, left = (end - start).days, (end - today).days
+    expected = ((26000 - 9900) * left * 2 + total) // (2 * total)  # half up, by hand
+    quote = client.get(base + "/upgrade-quote", params={"plan_code": "gold"}, headers=h).json()
+    assert (quote["fee_fen"], quote["remaining_days"], quote["total_days"]) == (expected, left, total)
+    done = client.post(base + "/upgrade", json={"idempotency_key": "up-1", "plan_code": "gold"}, headers=h)
+    assert (done.status_code, done.json()["outcome"]["charged_fen"]) == (201, expected)
+    after = client.get(base, headers=h).json()
+    assert (after["plan_code"], after["periods"][-1]["ends_on"], after["periods"][-2]["status"]) == (
+        "gold", term["ends_on"], "upgraded")
+    again = client.post(base + "/upgrade", json={"idempotency_key": "up-2", "plan_code": "gold"}, headers=h)
+    assert (again.status_code, again.json()["error"]["code"]) == (422, "not_an_upgrade")
