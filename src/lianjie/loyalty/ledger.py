@@ -26,6 +26,7 @@ from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity.models import Profile
 from lianjie.identity.service import member_ids
 from lianjie.loyalty import pipeline, programme, tiers
+from lianjie.loyalty.membership import benefits
 from lianjie.loyalty.models import (
     EntryKind,
     HoldStatus,
@@ -378,7 +379,10 @@ def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: 
                   order_no=order_no, spend_fen=paid_fen)
     if got.replayed:
         return stored_result(session, got.op_id)
-    points = got.config.order_points(lines, tiers.multiplier(session, got.config, got.customer.profile_ids))
+    # A paid plan's multiplier stacks with the tier's: 2x for gold times 1.5x for an Executive plan is 3x.
+    factor = tiers.multiplier(session, got.config, got.customer.profile_ids) * benefits.multiplier_for_ids(
+        session, tenant_id, got.customer.profile_ids, ordered_at)
+    points = got.config.order_points(lines, factor)
     writer = _Writer(conn, tenant_id, got.op_id, utcnow(), got.new_lot_id)
     if points > 0:
         _credit(writer, got.config, got.accounts[profile_id], points, ordered_at)

@@ -1,5 +1,7 @@
 """Loyalty's reactions to other domains' events: orders earn points, refunds take them back, merges
-and unmerges re-evaluate tiers. Installed by :func:`lianjie.wiring.install`."""
+and unmerges re-evaluate tiers; orders with a plan's SKU buy paid memberships, the rest accrues their
+reward, refunds refund them, and merges apply the membership merge policy (split back on unmerge).
+Installed by :func:`lianjie.wiring.install`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from lianjie.commerce.events import OrderCompleted, OrderRefunded
 from lianjie.domain_events import subscribe
 from lianjie.identity.events import MergeUndone, ProfilesMerged
 from lianjie.loyalty import ledger, programme, tiers
+from lianjie.loyalty.membership import lifecycle, merging, refunds
 
 
 def on_order_completed(session: Session, event: OrderCompleted) -> None:
@@ -33,8 +36,20 @@ def on_merge_undone(session: Session, event: MergeUndone) -> None:
     tiers.after_unmerge(session, programme.load(session, event.tenant_id), event.tenant_id, event.merge_id)
 
 
+def on_membership_merge(session: Session, event: ProfilesMerged) -> None:
+    merging.after_merge(session, event)
+
+
+def on_membership_unmerge(session: Session, event: MergeUndone) -> None:
+    merging.after_unmerge(session, event)
+
+
 def install() -> None:
     subscribe(OrderCompleted, on_order_completed)
     subscribe(OrderRefunded, on_order_refunded)
     subscribe(ProfilesMerged, on_profiles_merged)
     subscribe(MergeUndone, on_merge_undone)
+    subscribe(OrderCompleted, lifecycle.on_order_completed)
+    subscribe(OrderRefunded, refunds.on_order_refunded)
+    subscribe(ProfilesMerged, on_membership_merge)
+    subscribe(MergeUndone, on_membership_unmerge)
