@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lianjie.audience import clv
+from tests.datasets import DATASETS, require
 from tests.processes import Cli
 
-CDNOW_SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "cdnow" / "CDNOW_sample.txt"
+CDNOW_SAMPLE = DATASETS / "cdnow" / "CDNOW_sample.txt"
 
 # Published in Fader, Hardie & Lee (2005) and Fader & Hardie (2013), as quoted in shared/datasets/README.md.
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426, "log_likelihood": -9582.4}
@@ -23,12 +23,7 @@ PUBLISHED_GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "gamma": 15.44, "log_likelihood":
 
 @pytest.fixture(scope="module")
 def cdnow_sample() -> Path:
-    if not CDNOW_SAMPLE.exists():
-        reason = f"the CDNOW sample is not at {CDNOW_SAMPLE.resolve()}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return CDNOW_SAMPLE
+    return require(CDNOW_SAMPLE)
 
 
 def _within(got: float, published: float, tolerance: float = 0.005) -> bool:

@@ -11,7 +11,6 @@ import csv
 import datetime as dt
 import gzip
 import io
-import os
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,22 +24,19 @@ from lianjie.commerce import importing, orders
 from lianjie.commerce.models import Order, OrderLine, Refund
 from lianjie.identity.models import Event
 from tests.commerce.test_catalogue import tree
+from tests.datasets import DATASETS, require
 from tests.factories import make_merchant
 from tests.processes import Cli
 
-DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "completejourney"
-TRANSACTIONS = DATASETS / "transactions_sample.csv.gz"
+COMPLETEJOURNEY = DATASETS / "completejourney"
+TRANSACTIONS = COMPLETEJOURNEY / "transactions_sample.csv.gz"
 POSTGRES_PREFIX = 10_000  # rows of the sample imported on PostgreSQL (the whole file on SQLite)
 
 
 @pytest.fixture(scope="module")
 def dataset() -> Path:
-    if not TRANSACTIONS.exists():
-        reason = f"the Complete Journey sample is not at {TRANSACTIONS.resolve()}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return DATASETS
+    require(TRANSACTIONS)
+    return COMPLETEJOURNEY
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -96,8 +92,8 @@ def test_the_complete_journey_sample_imports_exactly_and_reimports_as_a_no_op(
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        (tmp_path / "products.csv.gz").symlink_to((DATASETS / "products.csv.gz").resolve())
-    products = {r["product_id"] for r in _read(DATASETS / "products.csv.gz")}
+        (tmp_path / "products.csv.gz").symlink_to((COMPLETEJOURNEY / "products.csv.gz").resolve())
+    products = {r["product_id"] for r in _read(COMPLETEJOURNEY / "products.csv.gz")}
     want = expected(rows, products)
     merchant = make_merchant(db, "cj", "Complete Journey")
     db.commit()
