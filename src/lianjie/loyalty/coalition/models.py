@@ -70,7 +70,7 @@ class Coalition(Base):
     operator_tenant_id: Mapped[int] = mapped_column(BigId, tenant_fk())
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
-    expiry_days: Mapped[int | None] = mapped_column(Integer, default=365)  # None: points never expire
+    expiry_days: Mapped[int | None] = mapped_column(Integer)  # None: points never expire
     # End of the latest closed period: nothing is booked before it any more.
     closed_through: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
