@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lianjie.errors import ValidationFailed
 from lianjie.loyalty.coalition import cards, points, settlement
 from lianjie.loyalty.coalition.models import CoalitionPeriod, CoalitionStatementLine
 from tests.loyalty.coalition.helpers import check_invariants, link, local, make_world, prepaid_balance
@@ -97,10 +99,7 @@ def test_rounding_is_once_per_line_half_up(db: Session) -> None:
 
 def test_a_period_that_is_not_over_cannot_be_closed(db: Session) -> None:
     w = make_world(db)
-    try:
+    with pytest.raises(ValidationFailed) as refused:
         settlement.close(db, w.coalition, "2026-03", closed_by="t", now=local(2026, 3, 31, 23))
-    except Exception as exc:  # noqa: BLE001 - the code is what matters
-        assert getattr(exc, "code", None) == "period_not_over"
-    else:
-        raise AssertionError("closed an unfinished period")
+    assert refused.value.code == "period_not_over"
     assert db.scalar(select(func.count()).select_from(CoalitionPeriod)) == 0
