@@ -12,27 +12,25 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 import uvicorn
-from pydantic import BaseModel, ValidationError
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lianjie import migrate, wiring
 from lianjie.app import create_app
+from lianjie.cli_coalition import coalition_app
+from lianjie.cli_support import JsonFlag, TenantOpt, build, console, emit, err, unit_of_work
 from lianjie.commerce import catalogue, csvfiles, importing
 from lianjie.config import get_settings
 from lianjie.crypto import get_cipher
-from lianjie.db import engine_from_settings, make_session_factory, transaction, utcnow
+from lianjie.db import engine_from_settings, make_session_factory, utcnow
 from lianjie.demo import generate as demo_generate
 from lianjie.demo import load as demo_load
 from lianjie.errors import LianjieError
@@ -66,58 +64,18 @@ orders_app = typer.Typer(help="Orders and refunds: import till (POS) exports.", 
 loyalty_app = typer.Typer(help="Points programme, expiry and tier evaluation jobs.", no_args_is_help=True)
 identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
                            no_args_is_help=True)
+app.add_typer(coalition_app, name="coalition")
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
                   (identity_app, "identity"), (loyalty_app, "loyalty"), (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
-console = Console()
-err = Console(stderr=True)
 
 
 @app.callback()
 def _main() -> None:
     """lianjie (连接): private-domain retail operations."""
     wiring.install()
-
-M = TypeVar("M", bound=BaseModel)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
-TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Merchant slug or id.")]
-
-
-@contextmanager
-def unit_of_work() -> Iterator[Session]:
-    """A session committed at the end of the command; domain errors become a clean exit."""
-    engine = engine_from_settings(get_settings())
-    try:
-        with transaction(make_session_factory(engine), write=True) as session:
-            yield session
-    except LianjieError as exc:
-        where = f" ({exc.field})" if exc.field else ""
-        err.print(f"[red]error[/red] {exc.code}{where}: {exc.message}")
-        raise typer.Exit(1) from exc
-    finally:
-        engine.dispose()
-
-
-def build(model: type[M], **values: Any) -> M:
-    """Validate CLI input with the same schema the HTTP API uses."""
-    try:
-        return model.model_validate({k: v for k, v in values.items() if v is not None})
-    except ValidationError as exc:
-        for problem in exc.errors():
-            field = ".".join(str(p) for p in problem["loc"]) or "input"
-            err.print(f"[red]invalid[/red] --{field.replace('_', '-')}: {problem['msg']}")
-        raise typer.Exit(2) from exc
-
-
-def emit(as_json: bool, payload: dict[str, Any], human: Callable[[], None]) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-    else:
-        human()
-
 
 # ---- db / serve ------------------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ from tests.factories import make_merchant
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
-def local(*args: int) -> dt.datetime:
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
     """A moment in Asia/Shanghai (no daylight saving, so a fixed +08:00 is exact)."""
-    return dt.datetime(*args, tzinfo=SHANGHAI)  # type: ignore[misc]
+    return dt.datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
 @dataclass

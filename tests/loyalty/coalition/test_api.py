@@ -131,7 +131,8 @@ def test_retries_and_closing_twice_over_http(client: TestClient, world: dict[str
     assert closed.json()["net_total_fen"] == 0
 
 
-BAD = [
+Bad = tuple[str, str, dict[str, Any] | None, int, str]
+BAD: list[Bad] = [
     ("POST", "/cards/{card}/earn", {"idempotency_key": "x", "points": 0}, 422, "points"),
     ("POST", "/cards/{card}/earn", {"points": 5}, 422, "idempotency_key"),
     ("POST", "/cards/{card}/earn", {"idempotency_key": "x", "points": 5, "colour": "red"}, 422, "colour"),
@@ -144,7 +145,8 @@ BAD = [
     ("POST", "/cards", {"profile_id": 0, "consent_source": "form"}, 422, "profile_id"),
     ("POST", "/purchases", {"idempotency_key": "x", "points": -3}, 422, "points"),
 ]
-OPERATOR_BAD = [
+
+OPERATOR_BAD: list[Bad] = [
     ("PUT", "/members/yuedong", TERMS | {"issue_price_fen_per_point": "1.2345"}, 422, "issue_price"),
     ("PUT", "/members/nobody", TERMS, 404, "nobody"),
     ("PUT", "/members/yuedong", TERMS | {"funding": "barter"}, 422, "funding"),
