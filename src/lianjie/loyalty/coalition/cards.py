@@ -65,6 +65,16 @@ def group(session: Session, root_id: int, *, lock: bool = False) -> list[int]:
     return list(session.scalars(query.with_for_update() if lock else query))
 
 
+def lock_groups(session: Session, card_ids: set[int]) -> None:
+    """Lock the groups of many cards at once (the expiry job), in id order like :func:`group`."""
+    rows = session.execute(select(CoalitionCard.id, CoalitionCard.merged_into_id)
+                           .where(CoalitionCard.id.in_(card_ids))).all()
+    roots = {r.merged_into_id or r.id for r in rows}
+    session.execute(select(CoalitionCard.id).where(or_(CoalitionCard.id.in_(roots),
+                                                       CoalitionCard.merged_into_id.in_(roots)))
+                    .order_by(CoalitionCard.id).with_for_update()).all()
+
+
 def _cards_of_profiles(session: Session, coalition_id: int, tenant_id: int, profile_ids: list[int]) -> set[int]:
     card_ids = session.scalars(select(CoalitionCardLink.card_id).where(
         CoalitionCardLink.coalition_id == coalition_id, CoalitionCardLink.tenant_id == tenant_id,

@@ -99,8 +99,15 @@ def _booking_date(session: Session, coalition_id: int, occurred: dt.datetime) ->
     which case the first moment of the next open period (a statement never changes once closed).
     Example: the November statement was closed at 00:05 on 1 December; an expiry job run on
     3 December for lots that lapsed on 30 November books them on 1 December 00:00 (December's)."""
-    closed_through = session.scalar(select(Coalition.closed_through).where(Coalition.id == coalition_id)
-                                    .with_for_update(read=True))
+    return _booked(occurred, _closed_through(session, coalition_id))
+
+
+def _closed_through(session: Session, coalition_id: int) -> dt.datetime | None:
+    return session.scalar(select(Coalition.closed_through).where(Coalition.id == coalition_id)
+                          .with_for_update(read=True))
+
+
+def _booked(occurred: dt.datetime, closed_through: dt.datetime | None) -> dt.datetime:
     return max(occurred, closed_through) if closed_through is not None else occurred
 
 
@@ -233,17 +240,16 @@ def expire_due(session: Session, coalition: Coalition, at: dt.datetime, *, limit
         .order_by(CoalitionLot.card_id, CoalitionLot.id).limit(limit)).all()
     if not due:
         return 0
-    roots = sorted({cards.root_card(session, card_id) for _, card_id in due})
-    for root in roots:
-        cards.group(session, root, lock=True)
+    cards.lock_groups(session, {card_id for _, card_id in due})
     lots = session.scalars(select(CoalitionLot).where(CoalitionLot.id.in_([lot_id for lot_id, _ in due]),
                                                       CoalitionLot.remaining > 0)
                            .execution_options(populate_existing=True)).all()
     acc = Access(coalition, coalition.operator_tenant_id, True, None)
+    closed_through = _closed_through(session, coalition.id)
     rows, total = [], 0
     for lot in lots:
         assert lot.expires_at is not None
-        booked = _booking_date(session, coalition.id, lot.expires_at)
+        booked = _booked(lot.expires_at, closed_through)
         rows.append(_entry(acc, None, EntryKind.EXPIRE, -lot.remaining, 0, lot.expires_at, booked,
                            card_id=lot.card_id, lot_id=lot.id, tenant_id=lot.tenant_id))
         total += lot.remaining
