@@ -33,10 +33,6 @@ def test_close_and_statement_from_the_command_line(tmp_path: Path, database_url:
     terms = cli.json("coalition", "member", "-c", "tpoint", "--merchant", "yuedong", "--issue-price", "12.5",
                      "--redemption-value", "9")
     assert (terms["issue_price_fen_per_point"], terms["funding"]) == ("12.5", "postpaid")
-    bad = cli.run("coalition", "member", "-c", "tpoint", "--merchant", "yuedong", "--issue-price", "1",
-                  "--redemption-value", "1", "--funding", "barter", ok=False)
-    assert bad.returncode == 2
-    assert "funding" in bad.stderr
 
     with transaction(factory, write=True) as session:
         a = setup.access(session, "tpoint", get_merchant(session, "huamei").id)
@@ -60,6 +56,3 @@ def test_close_and_statement_from_the_command_line(tmp_path: Path, database_url:
     human = cli.run("coalition", "statement", "2026-03", "-c", "tpoint")
     assert "reproduced from the ledger" in human.stdout
     assert "net over all parties: 0 fen" in human.stdout
-    unfinished = cli.run("coalition", "close", "2099-01", "-c", "tpoint", ok=False)
-    assert unfinished.returncode == 1
-    assert "period_not_over" in unfinished.stderr

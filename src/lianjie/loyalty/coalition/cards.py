@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 from lianjie.db import utcnow
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity import privacy
-from lianjie.identity.models import Profile
 from lianjie.identity.schemas import Channel, ConsentIn, Purpose
 from lianjie.identity.service import current_consent, member_ids, root_of
 from lianjie.loyalty.coalition.models import (
@@ -91,9 +90,8 @@ def link(session: Session, acc: Access, data: LinkIn, now: dt.datetime | None = 
     now = now or utcnow()
     active_member(acc, now, issuing=None)
     tenant_id, coalition_id = acc.tenant_id, acc.coalition.id
-    ids = _profile_ids(session, tenant_id, data.profile_id)
-    root = session.scalar(select(func.coalesce(Profile.merged_into_id, Profile.id)).where(Profile.id == ids[0]))
-    assert root is not None
+    root = root_of(session, tenant_id, data.profile_id)
+    ids = list(session.scalars(member_ids(tenant_id, root)))
     wanted: int | None = None
     if data.card_no is not None:
         wanted = find(session, coalition_id, data.card_no)
