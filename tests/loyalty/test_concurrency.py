@@ -6,15 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie import migrate
-from lianjie.db import create_db_engine, make_session_factory, transaction, utcnow
+from lianjie.db import make_session_factory, transaction, utcnow
 from lianjie.errors import LianjieError
 from lianjie.loyalty import ledger, programme
 from lianjie.loyalty.models import PointsAccount, PointsOperation
@@ -23,14 +19,6 @@ from tests.loyalty.helpers import check_invariants, order, person, refund
 
 THREADS, OPS = 16, 40
 CUSTOMERS = 4
-
-
-@pytest.fixture
-def engine_for_threads(database_url: str | None, tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'lianjie.db'}")
-    migrate.upgrade_engine(engine)
-    yield engine
-    engine.dispose()
 
 
 def _till(factory: sessionmaker[Session], tenant_id: int, buyers: list[int], n: int,

@@ -5,15 +5,11 @@ a period: the block never goes below zero, the card is never overdrawn, a shared
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie import migrate
-from lianjie.db import create_db_engine, make_session_factory, transaction
+from lianjie.db import make_session_factory, transaction
 from lianjie.errors import LianjieError
 from lianjie.loyalty.coalition import cards, points, settlement, setup
 from lianjie.loyalty.coalition.models import Coalition, CoalitionOperation
@@ -21,14 +17,6 @@ from tests.loyalty.coalition.helpers import check_invariants, link, make_world, 
 from tests.loyalty.helpers import person
 
 THREADS, OPS = 8, 6
-
-
-@pytest.fixture
-def engine_for_threads(database_url: str | None, tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'lianjie.db'}")
-    migrate.upgrade_engine(engine)
-    yield engine
-    engine.dispose()
 
 
 def _till(factory: sessionmaker[Session], tenants: dict[str, int], card: str, n: int,

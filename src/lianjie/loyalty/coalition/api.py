@@ -4,9 +4,11 @@ prepaid blocks). Keys need the ``coalition:read|write`` scope; see setup.py for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
+from sqlalchemy.orm import Session
 
 from lianjie.http import DbSession, RowId
 from lianjie.loyalty.coalition import cards, points, settlement, setup
@@ -94,17 +96,20 @@ def get_card_of_profile(code: Code, profile_id: RowId, session: DbSession, calle
 def earn(code: Code, card_no: CardNo, body: PointsIn, response: Response, session: DbSession,
          caller: Writer) -> OperationOut:
     """Award points at the caller's merchant (a prepaid member draws them from its block)."""
-    acc = setup.access(session, code, caller.tenant_id)
-    result = points.earn(session, acc, card_no, body.idempotency_key, body.points, order_no=body.order_no)
-    return _answer(result, response)
+    return _move(points.earn, code, card_no, body, response, session, caller)
 
 
 @router.post("/{code}/cards/{card_no}/redeem", status_code=201, responses=REPLAY)
 def redeem(code: Code, card_no: CardNo, body: PointsIn, response: Response, session: DbSession,
            caller: Writer) -> OperationOut:
     """Take points at the caller's till, whichever member issued them."""
+    return _move(points.redeem, code, card_no, body, response, session, caller)
+
+
+def _move(operation: Callable[..., points.Result], code: str, card_no: str, body: PointsIn, response: Response,
+          session: Session, caller: Caller) -> OperationOut:
     acc = setup.access(session, code, caller.tenant_id)
-    result = points.redeem(session, acc, card_no, body.idempotency_key, body.points, order_no=body.order_no)
+    result = operation(session, acc, card_no, body.idempotency_key, body.points, order_no=body.order_no)
     return _answer(result, response)
 
 

@@ -117,6 +117,24 @@ def _lock_member(session: Session, member_id: int) -> CoalitionMember:
     return member
 
 
+def _begin(session: Session, acc: Access, kind: EntryKind, card_no: str, key: str, points: int,
+           order_no: str | None, now: dt.datetime) -> Result | tuple[int, CoalitionMember, int, dt.datetime]:
+    """The steps an award and a redemption share: claim the key (a replay returns the stored result),
+    check the caller may do it with this card, and take the coalition's shared lock. Returns the
+    operation, the member, the card (its group's survivor) and the booking date."""
+    _check_points(points)
+    request = {"card_no": card_no, "points": points, "order_no": order_no}
+    op_id, replayed = _claim(session, acc, key, kind, request, now)
+    if replayed:
+        return _stored(session, op_id)
+    try:
+        member = active_member(acc, now, issuing=kind == EntryKind.ISSUE)
+        root = cards.linked_card(session, acc, card_no)
+    except LianjieError as exc:
+        _refuse(session, op_id, exc)
+    return op_id, member, root, _booking_date(session, acc.coalition.id, now)
+
+
 def earn(session: Session, acc: Access, card_no: str, key: str, points: int, *, order_no: str | None = None,
          now: dt.datetime | None = None) -> Result:
     """Award points at the caller's merchant: a new lot on the card, priced at the member's issue price.
@@ -124,17 +142,10 @@ def earn(session: Session, acc: Access, card_no: str, key: str, points: int, *, 
     A prepaid member draws them from its block; an empty (or too small) block refuses the whole award
     with 409 ``prepaid_block_empty``, never partly and never below zero."""
     now = now or utcnow()
-    _check_points(points)
-    request = {"card_no": card_no, "points": points, "order_no": order_no}
-    op_id, replayed = _claim(session, acc, key, EntryKind.ISSUE, request, now)
-    if replayed:
-        return _stored(session, op_id)
-    try:
-        member = active_member(acc, now, issuing=True)
-        root = cards.linked_card(session, acc, card_no)
-    except LianjieError as exc:
-        _refuse(session, op_id, exc)
-    booked = _booking_date(session, acc.coalition.id, now)
+    begun = _begin(session, acc, EntryKind.ISSUE, card_no, key, points, order_no, now)
+    if isinstance(begun, Result):
+        return begun
+    op_id, member, root, booked = begun
     if member.funding == Funding.PREPAID.value:
         member = _lock_member(session, member.id)
         if member.prepaid_balance < points:
@@ -177,17 +188,10 @@ def redeem(session: Session, acc: Access, card_no: str, key: str, points: int, *
     """Take points at the caller's till, soonest-expiring lots first whoever issued them; the caller
     is due its redemption value per point on the statement."""
     now = now or utcnow()
-    _check_points(points)
-    request = {"card_no": card_no, "points": points, "order_no": order_no}
-    op_id, replayed = _claim(session, acc, key, EntryKind.REDEEM, request, now)
-    if replayed:
-        return _stored(session, op_id)
-    try:
-        member = active_member(acc, now, issuing=False)
-        root = cards.linked_card(session, acc, card_no)
-    except LianjieError as exc:
-        _refuse(session, op_id, exc)
-    booked = _booking_date(session, acc.coalition.id, now)
+    begun = _begin(session, acc, EntryKind.REDEEM, card_no, key, points, order_no, now)
+    if isinstance(begun, Result):
+        return begun
+    op_id, member, root, booked = begun
     ids = cards.group(session, root, lock=True)
     lots = cards.live_lots(session, ids, now)
     available = sum(lot.remaining for lot in lots)
