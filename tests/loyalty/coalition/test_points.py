@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from lianjie.errors import LianjieError
 from lianjie.identity import merging, privacy
-from lianjie.identity.models import Merge
+from lianjie.identity.models import Consent, Merge
 from lianjie.identity.schemas import Channel, ConsentIn, Purpose
 from lianjie.identity.service import current_consent
 from lianjie.loyalty.coalition import cards, points, setup
@@ -47,10 +47,20 @@ def test_linking_needs_the_customers_consent_at_each_merchant(db: Session) -> No
     # B has no consent of its own: A's consent does not travel to another merchant.
     assert _code(lambda: link(db, b, pb, card_no=card, consent=None)) == "consent_required"
     assert link(db, b, pb, card_no=card, consent="store SZ01 form") == card
-    assert link(db, b, pb, card_no=card) == card  # again: the same link, nothing new
+    assert link(db, b, pb, card_no=card, consent=None) == card  # again: the same link, nothing new
     assert _count(db, CoalitionCardLink) == 2
     assert [(c.purpose, c.channel, c.granted, c.source) for c in current_consent(db, [pb])] == [
         ("coalition", "all", True, "store SZ01 form")]  # recorded in B's consent history
+    assert _count(db, Consent) == 2
+    # Withdrawing consent at B stops the card there (not at A) until the customer agrees again.
+    points.earn(db, a, card, "a-1", 10, now=NOW)
+    privacy.record_consent(db, w.b.id, pb, ConsentIn(purpose=Purpose.COALITION, channel=Channel.ALL, granted=False,
+                                                     source="customer service call"))
+    assert _code(lambda: points.redeem(db, b, card, "b-1", 5, now=NOW)) == "consent_withdrawn"
+    assert cards.describe(db, a, card, now=NOW).balance == 10
+    assert _code(lambda: link(db, b, pb, card_no=card, consent=None)) == "consent_required"
+    assert link(db, b, pb, card_no=card, consent="store SZ01 form, again") == card
+    points.redeem(db, b, card, "b-1", 5, now=NOW)
     # A customer already holding a card cannot be linked to another one at the same merchant.
     other = link(db, a, person(db, w.a.id, "qian@A"))
     assert _code(lambda: link(db, b, pb, card_no=other)) == "already_linked"

@@ -4,7 +4,9 @@ Consent: linking a merchant's profile to a coalition card shares that person's p
 the partners' settlement, so it needs the customer's consent for the purpose ``coalition`` (identity's
 consent model, channel ``all``). A link request either carries ``consent_source`` (where the customer
 just agreed: it is recorded as a consent decision, with its history, in the same transaction) or the
-customer must already have granted it; otherwise 422 ``consent_required``.
+customer must already have granted it; otherwise 422 ``consent_required``. Withdrawing it (the
+consent API, ``granted: false``) stops earning, redeeming and reading the card at that merchant with
+409 ``consent_withdrawn``; the link stays as history, and linking again with consent resumes it.
 
 Joining the same card at a second merchant is by card number: the customer shows the card (or its
 QR code) at merchant B's till, and B links its own profile to that number. lianjie never matches
@@ -25,7 +27,7 @@ import datetime as dt
 import secrets
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from lianjie.db import utcnow
@@ -96,19 +98,18 @@ def link(session: Session, acc: Access, data: LinkIn, now: dt.datetime | None = 
     if data.card_no is not None:
         wanted = find(session, coalition_id, data.card_no)
     held = _cards_of_profiles(session, coalition_id, tenant_id, ids)
-    if held:
-        card_id = min(held)
-        if wanted is not None and wanted not in held:
-            raise Conflict("this customer is already linked to another coalition card at this merchant",
-                           code="already_linked", field="card_no")
-        return _card_no(session, card_id), root, False
-    if data.consent_source is not None:
+    if held and wanted is not None and wanted not in held:
+        raise Conflict("this customer is already linked to another coalition card at this merchant",
+                       code="already_linked", field="card_no")
+    if data.consent_source is not None:  # a repeated decision from the same source adds nothing
         privacy.record_consent(session, tenant_id, root, ConsentIn(
             purpose=Purpose.COALITION, channel=Channel.ALL, granted=True, source=data.consent_source))
     elif not _has_consent(session, ids):
         raise ValidationFailed("the customer has not consented to purpose 'coalition' at this merchant; send "
                                "consent_source saying where they agreed", code="consent_required",
                                field="consent_source")
+    if held:
+        return _card_no(session, min(held)), root, False
     if wanted is None:
         card = CoalitionCard(coalition_id=coalition_id, card_no=f"{secrets.randbelow(10**16):016d}", created_at=now)
         session.add(card)
@@ -137,10 +138,15 @@ def linked_card(session: Session, acc: Access, card_no: str) -> int:
     """The card behind ``card_no`` if the caller's merchant has a link to it (or to a card merged with it);
     otherwise 404, so a merchant cannot look up cards its customers never consented to link there."""
     root = find(session, acc.coalition.id, card_no)
-    linked = session.scalar(select(func.count()).select_from(CoalitionCardLink).where(
-        CoalitionCardLink.tenant_id == acc.tenant_id, CoalitionCardLink.card_id.in_(group(session, root))))
+    linked = session.scalars(select(CoalitionCardLink.profile_id).where(
+        CoalitionCardLink.tenant_id == acc.tenant_id, CoalitionCardLink.card_id.in_(group(session, root)))).all()
     if not linked:
         raise NotFound(f"card {card_no!r} is not linked at this merchant; link it first", code="card_not_linked",
+                       field="card_no")
+    customers = {p for profile_id in linked for p in _profile_ids(session, acc.tenant_id, profile_id)}
+    if not _has_consent(session, sorted(customers)):
+        raise Conflict(f"the customer withdrew consent to use coalition card {card_no!r} at this merchant; "
+                       "link again with consent_source once they agree", code="consent_withdrawn",
                        field="card_no")
     return root
 
