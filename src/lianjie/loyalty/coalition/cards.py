@@ -203,8 +203,8 @@ def after_profiles_merged(session: Session, tenant_id: int, merge_id: int, survi
         if not sides[0] or not sides[1] or sides[0] & sides[1]:
             continue
         survivor, absorbed = min(sides[0]), min(sides[1])
-        moved = group(session, absorbed, lock=True)
-        group(session, survivor, lock=True)
+        lock_groups(session, {survivor, absorbed})  # both in one id-ordered statement: no lock cycle
+        moved = group(session, absorbed)
         session.execute(update(CoalitionCard).where(CoalitionCard.id.in_(moved)).values(merged_into_id=survivor))
         session.add(CoalitionCardMerge(coalition_id=coalition_id, tenant_id=tenant_id, profile_merge_id=merge_id,
                                        survivor_card_id=survivor, merged_card_id=absorbed, moved_card_ids=moved))
