@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from zoneinfo import ZoneInfo
 
@@ -153,8 +152,8 @@ def _period(session: Session, coalition_id: int, start: dt.datetime) -> Coalitio
                                                         CoalitionPeriod.starts_at == start))
 
 
-def close(session: Session, coalition: Coalition, period: str, *, closed_by: str, now: dt.datetime | None = None,
-          on_progress: Callable[[], None] | None = None) -> tuple[CoalitionPeriod, bool]:
+def close(session: Session, coalition: Coalition, period: str, *, closed_by: str,
+          now: dt.datetime | None = None) -> tuple[CoalitionPeriod, bool]:
     """Close a finished period: expire what lapsed in it, store its statement, move ``closed_through``.
 
     Returns (period, closed now). A period closed before is returned as stored, nothing written."""
@@ -170,8 +169,7 @@ def close(session: Session, coalition: Coalition, period: str, *, closed_by: str
                                field="period", code="period_not_over")
     last_moment = end - dt.timedelta(microseconds=1)
     while coalition_points.expire_due(session, coalition, last_moment):
-        if on_progress is not None:
-            on_progress()
+        pass  # the CLI expires in batches of their own transactions first; whatever is left goes here
     lines = compute(session, coalition, start, end)
     row = CoalitionPeriod(coalition_id=coalition.id, label=period, starts_at=start, ends_at=end, closed_at=now,
                           closed_by=closed_by[:100])
