@@ -34,7 +34,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 clean:
 	rm -rf $(VENV) .pytest-var .mypy_cache .ruff_cache .pytest_cache

@@ -27,6 +27,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lianjie import jobs, migrate, wiring
 from lianjie.app import create_app
+from lianjie.cli_coalition import coalition_app
 from lianjie.cli_membership import membership_app
 from lianjie.cli_support import JsonFlag, TenantOpt, build, console, emit, err, unit_of_work
 from lianjie.commerce import catalogue, csvfiles, importing
@@ -79,7 +80,7 @@ clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma mode
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
                   (identity_app, "identity"), (loyalty_app, "loyalty"), (membership_app, "membership"),
-                  (clv_app, "clv"), (jobs_app, "jobs"), (warehouse_app, "warehouse"),
+                  (coalition_app, "coalition"), (clv_app, "clv"), (jobs_app, "jobs"), (warehouse_app, "warehouse"),
                   (demo_app, "demo")):
     app.add_typer(sub, name=name)
 

@@ -7,8 +7,10 @@ domain; the domains themselves never import upwards.
 from __future__ import annotations
 
 from lianjie.loyalty import subscribers as loyalty_subscribers
+from lianjie.loyalty.coalition import subscribers as coalition_subscribers
 
 
 def install() -> None:
     """Subscribe every domain's handlers (idempotent)."""
     loyalty_subscribers.install()
+    coalition_subscribers.install()

@@ -69,6 +69,7 @@ class Purpose(StrEnum):
     MARKETING = "marketing"
     PERSONALISATION = "personalisation"
     ANALYTICS = "analytics"
+    COALITION = "coalition"  # linking the profile to a coalition points card shared with partner merchants
 
 
 class Channel(StrEnum):

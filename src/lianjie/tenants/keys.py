@@ -33,6 +33,7 @@ RESOURCES = {
     "orders": "orders and refunds",
     "loyalty": "points, tiers and memberships",
     "coupons": "coupons",
+    "coalition": "coalition points: cards, earning and redeeming at partners, settlement",
     "audiences": "segments and exports",
     "campaigns": "campaigns",
     "analytics": "KPIs and reports",

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie import migrate
-from lianjie.db import create_db_engine, make_session_factory, transaction, utcnow
+from lianjie.db import make_session_factory, transaction, utcnow
 from lianjie.errors import LianjieError
 from lianjie.loyalty.membership import lifecycle, plans
 from lianjie.loyalty.membership.models import MembershipPeriod
@@ -23,14 +19,6 @@ from tests.loyalty.helpers import person
 from tests.loyalty.membership.helpers import make_shop
 
 DESKS, TRIES = 6, 3
-
-
-@pytest.fixture
-def engine_for_threads(database_url: str | None, tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'lianjie.db'}")
-    migrate.upgrade_engine(engine)
-    yield engine
-    engine.dispose()
 
 
 def _desk(factory: sessionmaker[Session], tenant_id: int, membership_id: int, n: int, told: list[str],
