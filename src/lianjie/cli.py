@@ -7,16 +7,14 @@ object on stdout (keys included, once), so shell scripts and CI jobs can drive l
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
 import json
 import socket
 import sys
 import time
 from contextlib import suppress
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -27,7 +25,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lianjie import jobs, migrate, wiring
 from lianjie.app import create_app
+from lianjie.cli_analytics import clv_app, warehouse_app
 from lianjie.cli_coalition import coalition_app
+from lianjie.cli_jobs import jobs_app
 from lianjie.cli_membership import membership_app
 from lianjie.cli_support import JsonFlag, TenantOpt, build, console, emit, err, unit_of_work
 from lianjie.commerce import catalogue, csvfiles, importing
@@ -54,11 +54,6 @@ from lianjie.tenants.schemas import (
     StoreCreate,
     StoreOut,
 )
-from lianjie.warehouse import connection as warehouse_connection
-from lianjie.warehouse import sync as warehouse_sync
-
-if TYPE_CHECKING:
-    from lianjie.audience.clv import ClvFit
 
 app = typer.Typer(help="lianjie (连接): private-domain retail operations.", no_args_is_help=True)
 db_app = typer.Typer(help="The operational database.", no_args_is_help=True)
@@ -72,11 +67,6 @@ orders_app = typer.Typer(help="Orders and refunds: import till (POS) exports.", 
 loyalty_app = typer.Typer(help="Points programme, expiry and tier evaluation jobs.", no_args_is_help=True)
 identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
                            no_args_is_help=True)
-jobs_app = typer.Typer(help="Background jobs: expiry, tier evaluation; the schedule and a worker.",
-                       no_args_is_help=True)
-warehouse_app = typer.Typer(help="The analytics warehouse (DuckDB): sync from the operational store, rebuild.",
-                            no_args_is_help=True)
-clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma models.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
                   (identity_app, "identity"), (loyalty_app, "loyalty"), (membership_app, "membership"),
@@ -493,156 +483,6 @@ def identity_unmerge(tenant: TenantOpt, merge_id: Annotated[int, typer.Argument(
 # ---- demo ------------------------------------------------------------------------------------------
 
 ScaleOpt = Annotated[str, typer.Option(help="tiny, small (~5k customers), medium (100k) or large (1M).")]
-
-
-# ---- warehouse -------------------------------------------------------------------------------------
-
-
-def _warehouse_run(rebuild: bool, as_json: bool) -> None:
-    settings = get_settings()
-    engine = engine_from_settings(settings)
-    con = warehouse_connection.connect(settings)
-    try:
-        with Progress(console=err, disable=as_json, transient=True) as progress:
-            tasks: dict[str, Any] = {}
-
-            def advance(table: str, rows: int) -> None:
-                if table not in tasks:
-                    tasks[table] = progress.add_task(table, total=None)
-                progress.advance(tasks[table], rows)
-
-            run = warehouse_sync.rebuild if rebuild else warehouse_sync.sync
-            report = run(make_session_factory(engine), con, progress=advance)
-    finally:
-        con.disconnect()
-        engine.dispose()
-    payload = {"rows": report.rows, "erased_profiles": report.erased_profiles, "seconds": round(report.seconds, 3),
-               "warehouse": warehouse_connection.warehouse_url(settings)}
-    table = Table("table", "rows copied", title=f"warehouse {'rebuilt' if rebuild else 'synced'} "
-                                                f"in {report.seconds:.1f} s")
-    for name, rows in report.rows.items():
-        table.add_row(name, f"{rows:,}")
-    emit(as_json, payload, lambda: console.print(table))
-
-
-@warehouse_app.command("sync")
-def warehouse_sync_cmd(as_json: JsonFlag = False) -> None:
-    """Copy new and changed rows into the warehouse (also runs every minute inside `lianjie serve`)."""
-    _warehouse_run(False, as_json)
-
-
-@warehouse_app.command("rebuild")
-def warehouse_rebuild_cmd(as_json: JsonFlag = False) -> None:
-    """Recreate the warehouse from the operational store."""
-    _warehouse_run(True, as_json)
-
-
-# ---- jobs ------------------------------------------------------------------------------------------
-
-
-@jobs_app.command("list")
-def jobs_list(as_json: JsonFlag = False) -> None:
-    """The background jobs and when they run (UTC); `lianjie serve` runs them unless LIANJIE_JOBS_ENABLED=false."""
-    table = Table("job", "schedule (UTC crontab)", "what")
-    for job in jobs.JOBS.values():
-        table.add_row(job.name, job.crontab, job.description)
-    emit(as_json, {"jobs": [{"name": j.name, "schedule": j.crontab, "description": j.description}
-                            for j in jobs.JOBS.values()]}, lambda: console.print(table))
-
-
-@jobs_app.command("run")
-def jobs_run(name: Annotated[str, typer.Argument(help="A job from `lianjie jobs list`.")],
-             as_json: JsonFlag = False) -> None:
-    """Run one job now, in this process (each is safe to run again at any time)."""
-    if name not in jobs.JOBS:
-        err.print(f"[red]error[/red] no job {name!r}; jobs: {', '.join(jobs.JOBS)}")
-        raise typer.Exit(2)
-    with err.status(f"running {name}"):
-        result = jobs.run_job(name)
-    emit(as_json, result, lambda: console.print(f"{name}: {result}"))
-
-
-@jobs_app.command("worker")
-def jobs_worker(workers: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 1) -> None:
-    """A job consumer on its own, for servers started with LIANJIE_JOBS_ENABLED=false (Ctrl-C stops it)."""
-    queue = jobs.build_queue(get_settings())
-    jobs.consumer(queue, workers=workers).run()
-
-
-# ---- clv -------------------------------------------------------------------------------------------
-
-
-class PurchaseFormat(StrEnum):
-    CDNOW = "cdnow"
-    CSV = "csv"
-
-
-@clv_app.command("fit")
-def clv_fit(transactions: Annotated[Path, typer.Argument(help="Purchases: the CDNOW file or a CSV.", exists=True,
-                                                         dir_okay=False)],
-            calibration_end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"],
-                                                                 help="Last day of the calibration period.")],
-            format_: Annotated[PurchaseFormat, typer.Option("--format")] = PurchaseFormat.CSV,
-            holdout_end: Annotated[dt.datetime | None, typer.Option(
-                formats=["%Y-%m-%d"], help="Last day of the holdout check; default the file's last purchase.")] = None,
-            customer_column: Annotated[str, typer.Option(help="csv: the customer id column.")] = "customer_id",
-            date_column: Annotated[str, typer.Option(help="csv: the purchase date column.")] = "date",
-            amount_column: Annotated[str, typer.Option(help="csv: the amount column (major unit).")] = "amount",
-            date_format: Annotated[str | None, typer.Option(help="csv: strptime format, e.g. %d/%m/%Y.")] = None,
-            encoding: Annotated[str, typer.Option(help="csv: auto, utf-8 or gbk.")] = "auto",
-            predictions: Annotated[Path | None, typer.Option(help="Write per-customer predictions to a CSV.")] = None,
-            days: Annotated[int, typer.Option(min=1, help="Prediction horizon in days.")] = 90,
-            as_json: JsonFlag = False) -> None:
-    """Fit BG/NBD and Gamma-Gamma on a purchase history by maximum likelihood, and check the fit on
-    the purchases after the calibration period."""
-    # Imported here, not at the top: SciPy takes about a second to import, which every other
-    # command (and every till script calling the CLI) would otherwise pay.
-    from lianjie.audience import clv, purchase_files
-
-    try:
-        if format_ is PurchaseFormat.CDNOW:
-            purchases = purchase_files.read_cdnow(transactions)
-        else:
-            purchases = purchase_files.read_csv(transactions, customer=customer_column, date=date_column,
-                                                amount=amount_column, date_format=date_format, encoding=encoding)
-        if not purchases:
-            raise ValueError(f"{transactions.name}: no purchases")
-        end = calibration_end.date()
-        check_end = holdout_end.date() if holdout_end else max(p.day for p in purchases)
-        with err.status("fitting BG/NBD and Gamma-Gamma"):
-            fit = clv.fit(purchases, end, check_end)
-    except ValueError as exc:
-        err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(2) from exc
-    if predictions is not None:
-        _write_clv_predictions(predictions, clv.predict(fit, days))
-    emit(as_json, fit.as_dict(), lambda: _show_clv_fit(fit, predictions))
-
-
-def _write_clv_predictions(path: Path, rows: dict[str, dict[str, float]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["customer", "p_alive", "expected_purchases", "expected_spend", "expected_value"])
-        for customer, row in rows.items():
-            writer.writerow([customer, *(f"{row[k]:.6f}" for k in ("p_alive", "expected_purchases",
-                                                                   "expected_spend", "expected_value"))])
-
-
-def _show_clv_fit(fit: ClvFit, predictions: Path | None) -> None:
-    b = fit.bgnbd
-    table = Table("model", "parameters", "log-likelihood", title=f"{len(fit.summaries):,} customers, "
-                  f"{fit.repeat_transactions:,} repeat purchases in calibration")
-    table.add_row("BG/NBD", f"r={b.r:.4f} alpha={b.alpha:.4f} a={b.a:.4f} b={b.b:.4f}", f"{b.log_likelihood:,.2f}")
-    if fit.gamma_gamma is not None:
-        g = fit.gamma_gamma
-        table.add_row("Gamma-Gamma", f"p={g.p:.4f} q={g.q:.4f} gamma={g.gamma:.4f}", f"{g.log_likelihood:,.2f}")
-    console.print(table)
-    if fit.holdout is not None:
-        h = fit.holdout
-        console.print(f"holdout, {h.weeks:.1f} weeks: {h.predicted:,.1f} repeat purchases predicted, "
-                      f"{h.actual:,} made ({h.error:+.1%})")
-    if predictions is not None:
-        console.print(f"per-customer predictions: {predictions}")
 
 
 def _default_demo_dir(scale: str, seed: int) -> Path:
