@@ -16,6 +16,7 @@ from lianjie.http import DbSession, install_error_handlers
 from lianjie.identity.api import router as identity_router
 from lianjie.ingest.api import router as ingest_router
 from lianjie.loyalty.api import router as loyalty_router
+from lianjie.loyalty.coupons.api import router as coupons_router
 from lianjie.tenants.api import router as tenants_router
 
 DESCRIPTION = """
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None,
     app.include_router(ingest_router)
     app.include_router(commerce_router)
     app.include_router(loyalty_router)
+    app.include_router(coupons_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz(session: DbSession) -> dict[str, Any]:
