@@ -107,13 +107,14 @@ def out(template: CouponTemplate) -> TemplateOut:
 
 def category_parents(session: Session, tenant_id: int) -> dict[str, str | None]:
     """The merchant's category tree as ``{code: parent_code}``."""
-    return dict(session.execute(select(Category.code, Category.parent_code)
-                                .where(Category.tenant_id == tenant_id)).tuples().all())
+    rows = session.execute(select(Category.code, Category.parent_code).where(Category.tenant_id == tenant_id))
+    return {code: parent for code, parent in rows}
 
 
 def product_categories(session: Session, tenant_id: int, skus: Sequence[str]) -> dict[str, str | None]:
     """The catalogue's category of each SKU (for basket lines sent without one)."""
     if not skus:
         return {}
-    return dict(session.execute(select(Product.sku, Product.category_code)
-                                .where(Product.tenant_id == tenant_id, Product.sku.in_(set(skus)))).tuples().all())
+    rows = session.execute(select(Product.sku, Product.category_code)
+                           .where(Product.tenant_id == tenant_id, Product.sku.in_(set(skus))))
+    return {sku: category for sku, category in rows}
