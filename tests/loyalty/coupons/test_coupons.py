@@ -41,8 +41,8 @@ def coupon(db: Session, tenant_id: int, code: str) -> Coupon:
 
 def state(db: Session) -> list[tuple[str, str, str | None, int | None]]:
     db.flush()
-    return [tuple(r) for r in db.execute(select(Coupon.code, Coupon.status, Coupon.order_no, Coupon.profile_id)
-                                         .order_by(Coupon.id)).all()]  # type: ignore[misc]
+    rows = db.execute(select(Coupon.code, Coupon.status, Coupon.order_no, Coupon.profile_id).order_by(Coupon.id))
+    return [(code, status, order_no, profile) for code, status, order_no, profile in rows]
 
 
 def sell(db: Session, tenant_id: int, order_no: str, user_id: str | None, *coupons: tuple[str, int],
@@ -89,7 +89,7 @@ def test_validate_says_why_not_and_writes_nothing(db: Session, merchant: Merchan
     assert [r.code for r in missing.reasons] == ["coupon_not_found"]
     later = redemption.validate(db, t, basket(code, ("DRESS", 1, 39900), store_code="SH001", at=utcnow() + 3650 * DAY))
     assert later.applicable  # no validity window on this template
-    templates.update(db, t, "CLOTHES", TemplatePatch(status="paused"))  # type: ignore[arg-type]
+    templates.update(db, t, "CLOTHES", TemplatePatch(status="paused"))
     paused = redemption.validate(db, t, basket(code, ("DRESS", 1, 39900), store_code="SH001"))
     assert [r.code for r in paused.reasons] == ["coupon_paused"]
     assert state(db) == before
@@ -282,9 +282,9 @@ def test_templates_are_checked_and_repeatable(db: Session, merchant: Merchant) -
     with pytest.raises(LianjieError) as low:
         templates.update(db, t, "STOCK", TemplatePatch(stock=3))
     assert low.value.code == "stock_below_issued"
-    templates.update(db, t, "STOCK", TemplatePatch(status="ended"))  # type: ignore[arg-type]
+    templates.update(db, t, "STOCK", TemplatePatch(status="ended"))
     with pytest.raises(Conflict):
         give(db, t, "STOCK", count=1)
     with pytest.raises(Conflict):
-        templates.update(db, t, "STOCK", TemplatePatch(status="active"))  # type: ignore[arg-type]
+        templates.update(db, t, "STOCK", TemplatePatch(status="active"))
     assert db.scalar(select(CouponTemplate.issued).where(CouponTemplate.code == "STOCK")) == 4

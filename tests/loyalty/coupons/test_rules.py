@@ -19,7 +19,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def rule(kind: str, **fields: Any) -> Any:
-    values = {"kind": kind, "amount_off_fen": None, "percent_off": None, "max_discount_fen": None,
+    values: dict[str, Any] = {"kind": kind, "amount_off_fen": None, "percent_off": None, "max_discount_fen": None,
               "threshold_fen": None, "per_threshold": False, "gift_sku": None, "min_spend_fen": 0, "scope": {}}
     return SimpleNamespace(**(values | fields))
 
