@@ -23,7 +23,8 @@ BASKET = {"code": "{code}", "store_code": "SH001", "channel": "offline",
           "lines": [{"sku": "DRESS", "quantity": 1, "amount_fen": 39900}]}
 ENDPOINTS = [
     Endpoint("POST", C + "/templates", "coupons:write",
-             {"code": "NEW", "name": "满200减30", "kind": "spend_save", "threshold_fen": 20000, "amount_off_fen": 3000}),
+             {"code": "NEW", "name": "满200减30", "kind": "spend_save", "threshold_fen": 20000,
+              "amount_off_fen": 3000}),
     Endpoint("GET", C + "/templates", "coupons:read"),
     Endpoint("GET", C + "/templates/{template}", "coupons:read", route=C + "/templates/{template_code}"),
     Endpoint("PATCH", C + "/templates/{template}", "coupons:write", {"name": "新人券"},
