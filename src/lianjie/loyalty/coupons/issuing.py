@@ -195,14 +195,13 @@ def issue(session: Session, tenant_id: int, template_code: str, data: IssueIn, *
     """Issue coupons of a template as ``data`` asks; a repeat of the key returns the first result."""
     now = now or utcnow()
     session.flush()
-    template = templates.get(session, tenant_id, template_code)
     targets = [data.profile_id] if data.profile_id is not None else list(data.profile_ids or [])
     if targets:
         _check_profiles(session, tenant_id, targets)
+    template = templates.get(session, tenant_id, template_code, lock=True)  # limits and stock, one at a time
     issue_id, replayed = _claim_key(session, tenant_id, template, data, now)
     if replayed:
         return Issued(session.get_one(CouponIssue, issue_id), template, True)
-    template = templates.get(session, tenant_id, template_code, lock=True)  # limits and stock, one at a time
     _check_issuable(template, now)
     owners: list[int | None] = [None] * (data.count or 0)
     refused: list[dict[str, Any]] = []
@@ -257,7 +256,7 @@ def claim(session: Session, tenant_id: int, code: str, profile_id: int, now: dt.
         raise Conflict("this coupon was claimed by another customer", code="coupon_already_claimed", field="code")
     if coupon.status == CouponStatus.VOID.value:
         raise Conflict("this coupon was voided", code="coupon_void", field="code")
-    template = session.get_one(CouponTemplate, coupon.template_id, with_for_update=True)
+    template = session.get_one(CouponTemplate, coupon.template_id, with_for_update={"key_share": True})
     if template.per_customer_limit is not None and held_by(session, template.id, ids) >= template.per_customer_limit:
         raise Conflict(f"the customer already has {template.per_customer_limit} of {template.code!r}",
                        code="coupon_limit_reached", field="profile_id")

@@ -22,9 +22,16 @@ from lianjie.tenants.models import Store
 
 
 def get(session: Session, tenant_id: int, code: str, *, lock: bool = False) -> CouponTemplate:
-    """A template by the merchant's code; ``lock`` holds its row until the transaction ends (PostgreSQL)."""
+    """A template by the merchant's code; ``lock`` holds its row until the transaction ends (PostgreSQL).
+
+    The lock is ``FOR NO KEY UPDATE``: rows that merely reference the template (a new issue, new
+    coupons) take a key-share lock on it, which a plain ``FOR UPDATE`` would conflict with, and two
+    issuers that both inserted a reference and then asked for the row would deadlock.
+    """
     query = select(CouponTemplate).where(CouponTemplate.tenant_id == tenant_id, CouponTemplate.code == code)
-    template = session.scalar(query.with_for_update().execution_options(populate_existing=True) if lock else query)
+    if lock:
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    template = session.scalar(query)
     if template is None:
         raise NotFound(f"no coupon template {code!r}", code="coupon_template_not_found", field="template_code")
     return template
