@@ -114,8 +114,11 @@ def test_one_customer_racing_for_more_than_the_limit(factory: sessionmaker[Sessi
         tenant_id = shop(session).id
         template(session, tenant_id, "THREE", per_customer_limit=3)
         buyer = _profiles(session, tenant_id, 1)[0]
-    jobs = [lambda s, n=n: give(s, tenant_id, "THREE", buyer, key=f"k-{n}") for n in range(20)]
-    outcomes = at_once(factory, jobs)
+
+    def claim(n: int) -> Callable[[Session], Any]:
+        return lambda s: give(s, tenant_id, "THREE", buyer, key=f"k-{n}")
+
+    outcomes = at_once(factory, [claim(n) for n in range(20)])
     assert outcomes == {"ok": 3, "coupon_limit_reached": 17}
     with transaction(factory) as session:
         assert session.scalar(select(func.count()).select_from(Coupon)) == 3
