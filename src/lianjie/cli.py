@@ -12,6 +12,7 @@ import json
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -41,6 +42,8 @@ from lianjie.identity import service as identity_service
 from lianjie.loyalty import ledger
 from lianjie.loyalty import programme as loyalty_programme_rules
 from lianjie.loyalty import tiers as loyalty_tiers
+from lianjie.loyalty.coupons import issuing as coupon_issuing
+from lianjie.loyalty.coupons.schemas import MAX_CODES_PER_ISSUE, IssueIn
 from lianjie.tenants import keys, service
 from lianjie.tenants.models import ApiKeyKind, Merchant, StaffRole, StoreType
 from lianjie.tenants.schemas import (
@@ -64,11 +67,12 @@ demo_app = typer.Typer(help="The generated demo retail world.", no_args_is_help=
 catalogue_app = typer.Typer(help="Categories and products.", no_args_is_help=True)
 orders_app = typer.Typer(help="Orders and refunds: import till (POS) exports.", no_args_is_help=True)
 loyalty_app = typer.Typer(help="Points programme, expiry and tier evaluation jobs.", no_args_is_help=True)
+coupons_app = typer.Typer(help="Coupons: batches of printable codes.", no_args_is_help=True)
 identity_app = typer.Typer(help="OneID: look customers up, review and undo merges, block placeholder values.",
                            no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
-                  (identity_app, "identity"), (loyalty_app, "loyalty"), (demo_app, "demo")):
+                  (identity_app, "identity"), (loyalty_app, "loyalty"), (coupons_app, "coupons"), (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -391,6 +395,34 @@ def loyalty_evaluate_tiers(tenant: TenantOpt, as_json: JsonFlag = False) -> None
         config = loyalty_programme_rules.load(session, merchant.id)
         changed = loyalty_tiers.evaluate_all(session, config, merchant.id, utcnow())
     emit(as_json, {"changed": changed}, lambda: console.print(f"{changed} customers' tiers changed"))
+@coupons_app.command("codes")
+def coupons_codes(template: Annotated[str, typer.Argument(help="The coupon template's code.")], tenant: TenantOpt,
+                  count: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many codes.")],
+                  out: Annotated[Path, typer.Option(help="The CSV file to write.", dir_okay=False)],
+                  key: Annotated[str | None, typer.Option(
+                      help="Idempotency key: the same key again writes the same codes, issuing none.")] = None,
+                  as_json: JsonFlag = False) -> None:
+    """Issue COUNT unbound codes of a template for print or QR and write them to a CSV (code, qr_payload)."""
+    key = key or f"cli-{uuid.uuid4().hex[:16]}"
+    per_issue = MAX_CODES_PER_ISSUE
+    with unit_of_work() as session, Progress(console=err, disable=as_json) as progress:
+        merchant = service.get_merchant(session, tenant)
+        task = progress.add_task(f"issuing {template}", total=count)
+        rows: list[tuple[str, str]] = []
+        for i, start in enumerate(range(0, count, per_issue)):
+            n = min(per_issue, count - start)
+            request = IssueIn(idempotency_key=f"{key}:{i}", count=n)
+            issued = coupon_issuing.issue(session, merchant.id, template, request,
+                                          on_progress=lambda done: progress.advance(task, done))
+            if issued.replayed:
+                progress.advance(task, n)
+            rows.extend(coupon_issuing.codes_csv_rows(session, merchant.id, issued.issue.id)[1])
+    with out.open("w", newline="", encoding="utf-8") as handle:  # after the commit: a rerun with --key rewrites it
+        coupon_issuing.write_codes_csv(rows, handle)
+    emit(as_json, {"template": template, "count": len(rows), "file": str(out), "key": key},
+         lambda: console.print(f"{len(rows):,} codes of {template} in {out} (idempotency key {key})"))
+
+
 # ---- orders ----------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,6 @@ A ``profile_id`` may be any profile of a customer; answers are about the whole c
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Annotated, Any
 
@@ -89,9 +88,7 @@ def issue_codes_csv(issue_id: RowId, session: DbSession, caller: Reader) -> Resp
     """The codes of an issue for a print shop: the printed form and the QR payload."""
     found, rows = issuing.codes_csv_rows(session, caller.tenant_id, issue_id)
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["code", "qr_payload"])
-    writer.writerows(rows)
+    issuing.write_codes_csv(rows, buffer)
     return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="coupons-issue-{found.id}.csv"'})
 

@@ -16,11 +16,12 @@ without separators and shown as ``ABCD-EFGH-JKMN``; any case and any dashes or s
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, func, insert, select, update
@@ -304,3 +305,10 @@ def codes_csv_rows(session: Session, tenant_id: int, issue_id: int) -> tuple[Cou
         raise NotFound(f"no coupon issue {issue_id}", code="coupon_issue_not_found", field="issue_id")
     codes = session.scalars(select(Coupon.code).where(Coupon.issue_id == issue_id).order_by(Coupon.id))
     return found, [(shown(c), c) for c in codes]
+
+
+def write_codes_csv(rows: Iterable[tuple[str, str]], out: TextIO) -> None:
+    """A print shop's CSV: the printed code and the QR payload (the stored code), one coupon a row."""
+    writer = csv.writer(out)
+    writer.writerow(["code", "qr_payload"])
+    writer.writerows(rows)

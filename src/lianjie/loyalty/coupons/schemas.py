@@ -17,6 +17,7 @@ ShortCode = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 CouponCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Fen = Annotated[int, Field(ge=0, le=10**12)]
 PositiveFen = Annotated[int, Field(gt=0, le=10**12)]
+MAX_CODES_PER_ISSUE = 10_000  # one request; the CLI issues bigger print runs as several
 
 
 class In(BaseModel):
@@ -120,7 +121,7 @@ class IssueIn(In):
     idempotency_key: str = Key
     profile_id: int | None = Field(None, ge=1, le=2**63 - 1)
     profile_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(None, min_length=1, max_length=1000)
-    count: int | None = Field(None, ge=1, le=10_000, description="Unbound codes for print or QR.")
+    count: int | None = Field(None, ge=1, le=MAX_CODES_PER_ISSUE, description="Unbound codes for print or QR.")
 
     @model_validator(mode="after")
     def _one_target(self) -> IssueIn:
