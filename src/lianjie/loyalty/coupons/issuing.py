@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from lianjie.db import insert_ignoring_duplicates, utcnow
@@ -83,10 +83,17 @@ def validity(template: CouponTemplate, issued_at: dt.datetime,
     return start, until
 
 
+_ROOT = (select(func.coalesce(Profile.merged_into_id, Profile.id))
+         .where(Profile.tenant_id == bindparam("t"), Profile.id == bindparam("p")).scalar_subquery())
+_MEMBERS = member_ids(bindparam("t"), _ROOT)  # built once: the till's hot path asks on every call
+
+
 def customer_ids(session: Session, tenant_id: int, profile_id: int) -> list[int]:
-    """Every base profile of the customer ``profile_id`` belongs to (404 if unknown)."""
-    root = root_of(session, tenant_id, profile_id)
-    return list(session.scalars(member_ids(tenant_id, root)))
+    """Every base profile of the customer ``profile_id`` belongs to, in one round trip (404 if unknown)."""
+    ids = list(session.scalars(_MEMBERS, {"t": tenant_id, "p": profile_id}))
+    if not ids:
+        raise NotFound(f"no profile {profile_id}", code="profile_not_found", field="profile_id")
+    return ids
 
 
 def held_by(session: Session, template_id: int, profile_ids: Sequence[int]) -> int:

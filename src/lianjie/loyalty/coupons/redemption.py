@@ -30,18 +30,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from lianjie.commerce.events import OrderCompleted, OrderRefunded
-from lianjie.commerce.models import Order, OrderStatus
-from lianjie.db import insert_ignoring_duplicates, utcnow
-from lianjie.errors import Conflict, LianjieError, NotFound
-from lianjie.identity.models import Profile
-from lianjie.loyalty.coupons import issuing, rules, templates
+from lianjie.commerce.models import Category, Order, OrderStatus, Product
+from lianjie.db import UTCDateTime, insert_ignoring_duplicates, utcnow
+from lianjie.errors import Conflict, LianjieError
+from lianjie.loyalty.coupons import issuing, rules
 from lianjie.loyalty.coupons.models import (
     Coupon,
     CouponConflict,
@@ -64,6 +61,7 @@ from lianjie.pagination import paginate
 
 COUPONS: Table = Coupon.__table__  # type: ignore[assignment]
 CONFLICTS: Table = CouponConflict.__table__  # type: ignore[assignment]
+REDEMPTIONS: Table = CouponRedemption.__table__  # type: ignore[assignment]
 
 # What a refusal to redeem answers over HTTP, by its first reason.
 _STATUS = {"coupon_not_found": 404, "coupon_already_redeemed": 409, "coupon_void": 409,
@@ -82,17 +80,30 @@ class Checked:
     coupon: Coupon | None
     template: CouponTemplate | None
     reasons: list[Reason]
-    zone: ZoneInfo
+
+
+# The till's hot path runs these on every validation and redemption: built once, because building a
+# statement costs more than running it. ``populate_existing``: a coupon redeemed by a conditional
+# UPDATE earlier in the same session is read afresh.
+_COUPON = (select(Coupon, CouponTemplate).join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+           .where(Coupon.tenant_id == bindparam("t"), Coupon.code == bindparam("code"))
+           .execution_options(populate_existing=True))
+_REDEEM = (update(COUPONS).where(COUPONS.c.id == bindparam("cid"), COUPONS.c.status == CouponStatus.ISSUED.value)
+           .values(status=CouponStatus.REDEEMED.value, order_no=bindparam("o"), discount_fen=bindparam("d"),
+                   redeemed_at=bindparam("at", type_=UTCDateTime), profile_id=bindparam("owner"),
+                   updated_at=bindparam("now", type_=UTCDateTime)))
+_TREE = select(Category.code, Category.parent_code).where(Category.tenant_id == bindparam("t"))
+_PRODUCT_CATEGORIES = select(Product.sku, Product.category_code).where(
+    Product.tenant_id == bindparam("t"), Product.sku.in_(bindparam("skus", expanding=True)))
 
 
 def _state(session: Session, tenant_id: int, code: str, profile_id: int | None, at: dt.datetime,
            order_no: str | None = None) -> Checked:
     """Reasons that come from the coupon itself rather than the basket."""
-    zone = issuing.merchant_zone(session, tenant_id)
-    coupon = issuing.find(session, tenant_id, code, missing_ok=True)
-    if coupon is None:
-        return Checked(None, None, [Reason("coupon_not_found", "no coupon with this code", "券码不存在")], zone)
-    template = session.get_one(CouponTemplate, coupon.template_id)
+    row = session.execute(_COUPON, {"t": tenant_id, "code": issuing.normalise(code)}).first()
+    if row is None:
+        return Checked(None, None, [Reason("coupon_not_found", "no coupon with this code", "券码不存在")])
+    coupon, template = row
     reasons: list[Reason] = []
     if coupon.status == CouponStatus.REDEEMED.value and (order_no is None or coupon.order_no != order_no):
         reasons.append(Reason("coupon_already_redeemed", f"already used for order {coupon.order_no}", "该券已使用"))
@@ -100,7 +111,8 @@ def _state(session: Session, tenant_id: int, code: str, profile_id: int | None, 
         reasons.append(Reason("coupon_void", f"voided: {coupon.void_reason}", "该券已作废"))
     elif coupon.status == CouponStatus.EXPIRED.value:
         reasons.append(Reason("coupon_expired", "expired", "该券已过期"))
-    else:
+    elif at < coupon.valid_from or (coupon.valid_until is not None and at >= coupon.valid_until):
+        zone = issuing.merchant_zone(session, tenant_id)  # only to tell the times in the merchant's words
         reasons.extend(rules.validity_reasons(coupon.valid_from, coupon.valid_until, at, zone))
     if template.status != TemplateStatus.ACTIVE.value:
         reasons.append(Reason("coupon_paused", f"the coupon's campaign is {template.status}", "该券活动已暂停或结束"))
@@ -113,7 +125,7 @@ def _state(session: Session, tenant_id: int, code: str, profile_id: int | None, 
               and issuing.held_by(session, template.id, ids) >= template.per_customer_limit):
             reasons.append(Reason("coupon_limit_reached", f"the customer already has {template.per_customer_limit} "
                                   "of these coupons", "已达每人限用数量"))
-    return Checked(coupon, template, reasons, zone)
+    return Checked(coupon, template, reasons)
 
 
 def _evaluate(session: Session, tenant_id: int, data: BasketIn) -> tuple[Checked, rules.Evaluation]:
@@ -122,14 +134,17 @@ def _evaluate(session: Session, tenant_id: int, data: BasketIn) -> tuple[Checked
     if checked.template is None:
         return checked, rules.Evaluation(allocations=[0] * len(data.lines))
     template = checked.template
-    missing = [line.sku for line in data.lines if line.category_code is None]
-    needs_tree = bool(template.scope.get("categories") or template.scope.get("exclude_categories"))
-    categories = templates.product_categories(session, tenant_id, missing) if needs_tree and missing else {}
-    ancestry = rules.ancestry_from(templates.category_parents(session, tenant_id) if needs_tree else {})
+    parents: dict[str, str | None] = {}
+    categories: dict[str, str | None] = {}
+    if template.scope.get("categories") or template.scope.get("exclude_categories"):
+        parents = {code: parent for code, parent in session.execute(_TREE, {"t": tenant_id})}
+        missing = [line.sku for line in data.lines if line.category_code is None]
+        if missing:
+            categories = {sku: category for sku, category in session.execute(
+                _PRODUCT_CATEGORIES, {"t": tenant_id, "skus": missing})}
     basket = rules.Basket(rules.lines_of(data.lines, categories), data.store_code,
                           data.channel.value if data.channel else None)
-    evaluation = rules.evaluate(template, basket, ancestry)
-    return checked, evaluation
+    return checked, rules.evaluate(template, basket, rules.ancestry_from(parents))
 
 
 def _allocations(data: BasketIn, evaluation: rules.Evaluation) -> list[AllocationOut]:
@@ -165,17 +180,18 @@ def _refuse(reasons: Sequence[Reason]) -> LianjieError:
 
 
 def _mark_redeemed(session: Session, coupon: Coupon, order_no: str, profile_id: int | None, discount: int,
-                   at: dt.datetime) -> bool:
-    """The one conditional UPDATE that lets a single redeemer through; unbound coupons become the buyer's."""
-    values: dict[str, Any] = {"status": CouponStatus.REDEEMED.value, "order_no": order_no, "discount_fen": discount,
-                              "redeemed_at": at, "updated_at": utcnow()}
-    if coupon.profile_id is None and profile_id is not None:
-        values["profile_id"] = profile_id
-    done = session.connection().execute(update(COUPONS).where(COUPONS.c.id == coupon.id,
-                                                              COUPONS.c.status == CouponStatus.ISSUED.value)
-                                        .values(**values))
-    session.refresh(coupon)
-    return bool(done.rowcount)
+                   at: dt.datetime) -> int | None:
+    """The one conditional UPDATE that lets a single redeemer through; unbound coupons become the buyer's.
+
+    Returns the owner the coupon has now, or None if another redeemer got there first (the session's
+    copy of the coupon is then stale: it is read afresh the next time it is looked up).
+    """
+    owner = coupon.profile_id if coupon.profile_id is not None else profile_id
+    done = session.connection().execute(_REDEEM, {"cid": coupon.id, "o": order_no, "d": discount, "at": at,
+                                                  "owner": owner, "now": utcnow()})
+    if not done.rowcount:
+        return None
+    return owner if owner is not None else 0
 
 
 def _stored(session: Session, coupon: Coupon, order_no: str) -> CouponRedemption | None:
@@ -183,16 +199,30 @@ def _stored(session: Session, coupon: Coupon, order_no: str) -> CouponRedemption
                                                          CouponRedemption.order_no == order_no))
 
 
+def _record(session: Session, tenant_id: int, coupon: Coupon, order_no: str, owner: int, discount: int,
+            source: str, at: dt.datetime) -> bool:
+    """The redemption row; False if this coupon was redeemed for this order before and given back."""
+    conn = session.connection()
+    inserted = conn.execute(insert_ignoring_duplicates(conn, REDEMPTIONS, ("tenant_id", "coupon_id", "order_no")), {
+        "tenant_id": tenant_id, "coupon_id": coupon.id, "order_no": order_no, "profile_id": owner or None,
+        "discount_fen": discount, "source": source, "redeemed_at": at, "restored_at": None, "restored_by": None})
+    return bool(inserted.rowcount)
+
+
+def _unmark(session: Session, coupon: Coupon) -> None:
+    """Undo :func:`_mark_redeemed` (``coupon`` is the copy read before it), so a refusal changes nothing."""
+    session.connection().execute(update(COUPONS).where(COUPONS.c.id == coupon.id).values(
+        status=coupon.status, order_no=coupon.order_no, discount_fen=coupon.discount_fen,
+        redeemed_at=coupon.redeemed_at, profile_id=coupon.profile_id, updated_at=coupon.updated_at))
+
+
 def redeem(session: Session, tenant_id: int, data: RedeemIn) -> RedeemOut:
     """Redeem for ``data.order_no``; the same code and order again returns the stored redemption."""
     session.flush()
-    if data.profile_id is not None and session.scalar(
-            select(Profile.id).where(Profile.tenant_id == tenant_id, Profile.id == data.profile_id)) is None:
-        raise NotFound(f"no profile {data.profile_id}", code="profile_not_found", field="profile_id")
     checked, evaluation = _evaluate(session, tenant_id, data)
     coupon = checked.coupon
-    if coupon is not None:
-        earlier = _stored(session, coupon, data.order_no)
+    if coupon is not None and coupon.status == CouponStatus.REDEEMED.value and coupon.order_no == data.order_no:
+        earlier = _stored(session, coupon, data.order_no)  # a retry
         if earlier is not None:
             return _replayed(coupon, earlier, data, evaluation)
     reasons = [*checked.reasons, *evaluation.reasons]
@@ -200,25 +230,22 @@ def redeem(session: Session, tenant_id: int, data: RedeemIn) -> RedeemOut:
         raise _refuse(reasons)
     assert coupon is not None
     at = utcnow()
-    if not _mark_redeemed(session, coupon, data.order_no, data.profile_id, evaluation.discount_fen, at):
+    owner = _mark_redeemed(session, coupon, data.order_no, data.profile_id, evaluation.discount_fen, at)
+    if owner is None:
         earlier = _stored(session, coupon, data.order_no)  # a concurrent retry of this very redemption
         if earlier is not None:
             return _replayed(coupon, earlier, data, evaluation)
-        raise Conflict(f"coupon already used for order {coupon.order_no}", code="coupon_already_redeemed",
-                       field="code")
-    session.add(CouponRedemption(tenant_id=tenant_id, coupon_id=coupon.id, order_no=data.order_no,
-                                 profile_id=coupon.profile_id, discount_fen=evaluation.discount_fen, source="api",
-                                 redeemed_at=at))
-    session.flush()
-    return RedeemOut(code=issuing.shown(coupon.code), order_no=data.order_no, profile_id=coupon.profile_id,
+        raise Conflict("coupon already used for another order", code="coupon_already_redeemed", field="code")
+    if not _record(session, tenant_id, coupon, data.order_no, owner, evaluation.discount_fen, "api", at):
+        _unmark(session, coupon)
+        raise Conflict(f"this coupon was given back when order {data.order_no} was refunded; redeem it with a "
+                       "new order number", code="coupon_restored", field="order_no")
+    return RedeemOut(code=issuing.shown(coupon.code), order_no=data.order_no, profile_id=owner or None,
                      discount_fen=evaluation.discount_fen, allocations=_allocations(data, evaluation),
                      gift=_gift(evaluation), redeemed_at=at, replayed=False)
 
 
 def _replayed(coupon: Coupon, earlier: CouponRedemption, data: RedeemIn, evaluation: rules.Evaluation) -> RedeemOut:
-    if earlier.restored_at is not None:
-        raise Conflict(f"this coupon was given back when order {data.order_no} was refunded; redeem it with a "
-                       "new order number", code="coupon_restored", field="order_no")
     same = earlier.discount_fen == evaluation.discount_fen
     return RedeemOut(code=issuing.shown(coupon.code), order_no=data.order_no, profile_id=coupon.profile_id,
                      discount_fen=earlier.discount_fen, allocations=_allocations(data, evaluation) if same else [],
@@ -249,15 +276,16 @@ def redeem_for_order(session: Session, event: OrderCompleted) -> None:
             _conflict(session, event.tenant_id, event.order_no, code, checked.reasons[0], discount)
             continue
         assert coupon is not None
-        if not _mark_redeemed(session, coupon, event.order_no, event.profile_id, discount, event.ordered_at):
+        owner = _mark_redeemed(session, coupon, event.order_no, event.profile_id, discount, event.ordered_at)
+        if owner is None:
             _conflict(session, event.tenant_id, event.order_no, code,
-                      Reason("coupon_already_redeemed", f"already used for order {coupon.order_no}", "该券已使用"),
-                      discount)
+                      Reason("coupon_already_redeemed", "already used for another order", "该券已使用"), discount)
             continue
-        session.add(CouponRedemption(tenant_id=event.tenant_id, coupon_id=coupon.id, order_no=event.order_no,
-                                     profile_id=coupon.profile_id, discount_fen=discount, source="order",
-                                     redeemed_at=event.ordered_at))
-    session.flush()
+        if not _record(session, event.tenant_id, coupon, event.order_no, owner, discount, "order", event.ordered_at):
+            _unmark(session, coupon)
+            _conflict(session, event.tenant_id, event.order_no, code,
+                      Reason("coupon_restored", "given back when this order was refunded", "该券已因退款退回"),
+                      discount)
 
 
 def restore_for_refund(session: Session, event: OrderRefunded) -> None:
