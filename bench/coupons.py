@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ from rich.progress import Progress  # noqa: E402
 from sqlalchemy import Engine, select  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from bench.ledger import create_counters, percentile, run_clients, update_maker  # noqa: E402
-from lianjie import migrate, wiring  # noqa: E402
+from bench.ledger import create_counters, figures, run_bench, run_clients, update_maker  # noqa: E402
+from lianjie import migrate  # noqa: E402
 from lianjie.commerce import catalogue  # noqa: E402
 from lianjie.commerce.schemas import CategoryIn, ProductIn  # noqa: E402
 from lianjie.db import create_db_engine, make_session_factory, transaction, writer_turn  # noqa: E402
@@ -41,7 +40,6 @@ from lianjie.loyalty.coupons.models import Coupon  # noqa: E402
 from lianjie.loyalty.coupons.schemas import BasketIn, IssueIn, RedeemIn, TemplateIn  # noqa: E402
 from lianjie.tenants import service as tenants  # noqa: E402
 from lianjie.tenants.schemas import MerchantCreate  # noqa: E402
-from tests import postgres  # noqa: E402
 
 LINES = [{"sku": "DRESS", "quantity": 1, "amount_fen": 39900},
          {"sku": "LIPSTICK", "quantity": 2, "amount_fen": 39800}]
@@ -93,37 +91,15 @@ def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) 
     engine.dispose()
     base_s, base_lat = run_clients(update_maker, url, tenant_id, list(range(args.customers)), args, progress,
                                    f"{label}: UPDATE loop")
-    run_s, run_lat = run_clients(coupon_maker, url, tenant_id, coupons, args, progress, f"{label}: validate+redeem")
-    return {"database": label, "ops_per_s": args.ops / run_s, "p50_ms": percentile(run_lat, 50),
-            "p99_ms": percentile(run_lat, 99), "update_per_s": args.ops / base_s,
-            "update_p50_ms": percentile(base_lat, 50), "ratio": (args.ops / run_s) / (args.ops / base_s)}
+    run = run_clients(coupon_maker, url, tenant_id, coupons, args, progress, f"{label}: validate+redeem")
+    return figures(label, args.ops, run, (base_s, base_lat))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ops", type=int, default=4000, help="validate+redeem operations (one coupon each)")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--customers", type=int, default=1000)
-    parser.add_argument("--processes", type=int, default=2,
-                        help="client processes the threads are spread over (as the server's --workers)")
-    parser.add_argument("--postgres-url", help="an existing server; default: start a throwaway one")
-    parser.add_argument("--skip-postgres", action="store_true")
-    args = parser.parse_args()
-    wiring.install()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp, Progress() as progress:
-        results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / 'coupons.db'}", args, progress))
-        if not args.skip_postgres:
-            with postgres.fresh_database("lianjie_bench_coupons", args.postgres_url) as url:
-                results.append(run_one("postgresql", url, args, progress))
-    print(f"{'database':<11} {'validate+redeem/s':>17} {'p50 ms':>7} {'p99 ms':>7} {'UPDATE/s':>9} {'p50 ms':>7} "
-          f"{'ratio':>6}")
-    for r in results:
-        print(f"{r['database']:<11} {r['ops_per_s']:>17,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-              f"{r['update_per_s']:>9,.0f} {r['update_p50_ms']:>7.1f} {r['ratio']:>6.2f}")
-    print(f"({args.clients} client threads in {args.processes} processes; one operation = validate a 2-line basket "
-          f"(read transaction) + redeem that coupon for a new order (write transaction); {args.ops} coupons of a "
-          "category-scoped 满200减30 template; baseline = single-row UPDATE per transaction)")
+    run_bench(__doc__, "coupons", "validate+redeem/s", run_one, lambda args: (
+        f"({args.clients} client threads in {args.processes} processes; one operation = validate a 2-line basket "
+        f"(read transaction) + redeem that coupon for a new order (write transaction); {args.ops} coupons of a "
+        "category-scoped 满200减30 template; baseline = single-row UPDATE per transaction)"))
 
 
 if __name__ == "__main__":

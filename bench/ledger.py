@@ -176,15 +176,21 @@ def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) 
     engine.dispose()
     base_s, base_lat = run_clients(update_maker, url, tenant_id, ids, args, progress, f"{label}: UPDATE loop")
     ledger_s, ledger_lat = run_clients(ledger_maker, url, tenant_id, ids, args, progress, f"{label}: ledger")
-    p = percentile
-
-    return {"database": label, "ops_per_s": args.ops / ledger_s, "p50_ms": p(ledger_lat, 50),
-            "p99_ms": p(ledger_lat, 99), "update_per_s": args.ops / base_s, "update_p50_ms": p(base_lat, 50),
-            "ratio": (args.ops / ledger_s) / (args.ops / base_s)}
+    return figures(label, args.ops, (ledger_s, ledger_lat), (base_s, base_lat))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def figures(label: str, ops: int, run: tuple[float, list[float]], baseline: tuple[float, list[float]]
+            ) -> dict[str, Any]:
+    """One table row: ``ops`` operations took ``run`` (seconds, latencies), the baseline ``baseline``."""
+    return {"database": label, "ops_per_s": ops / run[0], "p50_ms": percentile(run[1], 50),
+            "p99_ms": percentile(run[1], 99), "update_per_s": ops / baseline[0],
+            "update_p50_ms": percentile(baseline[1], 50), "ratio": baseline[0] / run[0]}
+
+
+def run_bench(doc: str | None, name: str, column: str, run_one: Callable[..., dict[str, Any]],
+              note: Callable[[argparse.Namespace], str]) -> None:
+    """Parse the common options, run ``run_one`` on SQLite and PostgreSQL, print the table and ``note``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", type=int, default=4000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--customers", type=int, default=1000)
@@ -196,18 +202,23 @@ def main() -> None:
     wiring.install()
     results = []
     with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp, Progress() as progress:
-        results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / 'ledger.db'}", args, progress))
+        results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / name}.db", args, progress))
         if not args.skip_postgres:
-            with postgres.fresh_database("lianjie_bench_ledger", args.postgres_url) as url:
+            with postgres.fresh_database(f"lianjie_bench_{name}", args.postgres_url) as url:
                 results.append(run_one("postgresql", url, args, progress))
-    print(f"{'database':<11} {'ledger ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'UPDATE/s':>9} {'p50 ms':>7} "
-          f"{'ratio':>6}")
+    width = len(column)
+    print(f"{'database':<11} {column:>{width}} {'p50 ms':>7} {'p99 ms':>7} {'UPDATE/s':>9} {'p50 ms':>7} {'ratio':>6}")
     for r in results:
-        print(f"{r['database']:<11} {r['ops_per_s']:>12,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+        print(f"{r['database']:<11} {r['ops_per_s']:>{width},.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
               f"{r['update_per_s']:>9,.0f} {r['update_p50_ms']:>7.1f} {r['ratio']:>6.2f}")
-    print(f"({args.clients} client threads in {args.processes} processes, each operation its own transaction "
-          f"on {args.customers} customers: "
-          "45% earn, 40% spend, 15% hold then confirm; baseline = single-row UPDATE per transaction)")
+    print(note(args))
+
+
+def main() -> None:
+    run_bench(__doc__, "ledger", "ledger ops/s", run_one, lambda args: (
+        f"({args.clients} client threads in {args.processes} processes, each operation its own transaction "
+        f"on {args.customers} customers: 45% earn, 40% spend, 15% hold then confirm; baseline = single-row "
+        "UPDATE per transaction)"))
 
 
 if __name__ == "__main__":
