@@ -244,6 +244,11 @@ def test_till_redeems_then_the_order_arrives(db: Session, merchant: Merchant) ->
     assert db.scalars(select(CouponRedemption.source)).all() == ["api"]
     refund(db, t, "SO-1", "RF-1")
     assert coupon(db, t, code).status == "issued"
+    with pytest.raises(Conflict) as restored:  # the refunded order cannot take it again; a new order can
+        redemption.redeem(db, t, redeem_in(code, "SO-1", ("DRESS", 1, 39900)))
+    assert restored.value.code == "coupon_restored"
+    assert coupon(db, t, code).status == "issued"
+    assert redemption.redeem(db, t, redeem_in(code, "SO-2", ("DRESS", 1, 39900))).discount_fen == 2000
 
 
 def test_coupons_follow_a_merge_and_split_back(db: Session, merchant: Merchant) -> None:

@@ -203,10 +203,11 @@ def _record(session: Session, tenant_id: int, coupon: Coupon, order_no: str, own
             source: str, at: dt.datetime) -> bool:
     """The redemption row; False if this coupon was redeemed for this order before and given back."""
     conn = session.connection()
-    inserted = conn.execute(insert_ignoring_duplicates(conn, REDEMPTIONS, ("tenant_id", "coupon_id", "order_no")), {
+    claim = insert_ignoring_duplicates(conn, REDEMPTIONS, ("tenant_id", "coupon_id", "order_no"), returning="id")
+    inserted = conn.execute(claim, {
         "tenant_id": tenant_id, "coupon_id": coupon.id, "order_no": order_no, "profile_id": owner or None,
         "discount_fen": discount, "source": source, "redeemed_at": at, "restored_at": None, "restored_by": None})
-    return bool(inserted.rowcount)
+    return inserted.scalar() is not None  # (a skipped INSERT's rowcount is not told alike by every driver)
 
 
 def _unmark(session: Session, coupon: Coupon) -> None:
