@@ -8,6 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lianjie.loyalty.coupons import issuing, rules
 from lianjie.loyalty.coupons.rules import Basket, Line
@@ -131,3 +133,40 @@ def test_codes_are_typeable_and_forgiving() -> None:
     code = codes.pop()
     assert issuing.normalise(issuing.shown(code).lower()) == code
     assert issuing.normalise(" " + issuing.shown(code) + " ") == code
+
+
+SKUS = ["DRESS", "COAT", "LIPSTICK", "GIFT", "OTHER"]
+CATEGORY = {"DRESS": "C111", "COAT": "C11", "LIPSTICK": "C2", "GIFT": "C2", "OTHER": None}
+kinds = st.one_of(
+    st.builds(lambda n: rule("amount_off", amount_off_fen=n), st.integers(1, 100_000)),
+    st.builds(lambda p, cap: rule("percent_off", percent_off=p, max_discount_fen=cap), st.integers(1, 99),
+              st.none() | st.integers(1, 50_000)),
+    st.builds(lambda x, y, every: rule("spend_save", threshold_fen=x, amount_off_fen=y, per_threshold=every),
+              st.integers(1, 50_000), st.integers(1, 50_000), st.booleans()),
+    st.just(rule("free_gift", gift_sku="GIFT")),
+)
+scopes = st.fixed_dictionaries({}, optional={
+    "skus": st.lists(st.sampled_from(SKUS), max_size=2), "exclude_skus": st.lists(st.sampled_from(SKUS), max_size=1),
+    "categories": st.lists(st.sampled_from(["C1", "C11", "C2"]), max_size=2),
+    "exclude_categories": st.lists(st.sampled_from(["C111", "C2"]), max_size=1)})
+baskets = st.lists(st.builds(lambda sku, q, fen: Line(sku, CATEGORY[sku], q, fen), st.sampled_from(SKUS),
+                             st.integers(1, 5), st.integers(0, 200_000)), min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kinds, scopes, st.integers(0, 100_000), baskets)
+def test_a_discount_never_exceeds_what_it_may_touch(template: Any, scope: dict[str, list[str]], min_spend: int,
+                                                   lines: list[Line]) -> None:
+    template.scope, template.min_spend_fen = scope, min_spend
+    result = run(template, *lines)
+    if not result.applicable:
+        return
+    assert 0 <= result.discount_fen <= max(result.eligible_fen, max(line.amount_fen for line in lines))
+    assert sum(result.allocations) == result.discount_fen
+    for line, share in zip(lines, result.allocations, strict=True):
+        assert 0 <= share <= line.amount_fen
+        if share and template.kind != "free_gift":
+            assert rules.in_scope(scope, line, TREE)  # nothing comes off a line outside the scope
+    if template.kind != "free_gift":
+        assert result.discount_fen <= result.eligible_fen
+        assert result.eligible_fen >= max(min_spend, template.threshold_fen or 0)
