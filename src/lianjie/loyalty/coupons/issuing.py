@@ -83,9 +83,9 @@ def validity(template: CouponTemplate, issued_at: dt.datetime,
     return start, until
 
 
-_ROOT = (select(func.coalesce(Profile.merged_into_id, Profile.id))
-         .where(Profile.tenant_id == bindparam("t"), Profile.id == bindparam("p")).scalar_subquery())
-_MEMBERS = member_ids(bindparam("t"), _ROOT)  # built once: the till's hot path asks on every call
+ROOT = (select(func.coalesce(Profile.merged_into_id, Profile.id))
+        .where(Profile.tenant_id == bindparam("t"), Profile.id == bindparam("p")).scalar_subquery())
+_MEMBERS = member_ids(bindparam("t"), ROOT)  # built once: the till's hot path asks on every call
 
 
 def customer_ids(session: Session, tenant_id: int, profile_id: int) -> list[int]:

@@ -31,13 +31,14 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from lianjie.commerce.events import OrderCompleted, OrderRefunded
 from lianjie.commerce.models import Category, Order, OrderStatus, Product
 from lianjie.db import UTCDateTime, insert_ignoring_duplicates, utcnow
-from lianjie.errors import Conflict, LianjieError
+from lianjie.errors import Conflict, LianjieError, NotFound
+from lianjie.identity.models import Profile
 from lianjie.loyalty.coupons import issuing, rules
 from lianjie.loyalty.coupons.models import (
     Coupon,
@@ -85,7 +86,13 @@ class Checked:
 # The till's hot path runs these on every validation and redemption: built once, because building a
 # statement costs more than running it. ``populate_existing``: a coupon redeemed by a conditional
 # UPDATE earlier in the same session is read afresh.
-_COUPON = (select(Coupon, CouponTemplate).join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+# With the coupon come the customer (root profile) of the profile at the till and of the coupon's owner:
+# OneID keeps every merged profile pointing at its root, so equal roots mean the same customer.
+_OWNER = aliased(Profile)
+_COUPON = (select(Coupon, CouponTemplate, issuing.ROOT.label("root"),
+                  select(func.coalesce(_OWNER.merged_into_id, _OWNER.id)).where(_OWNER.id == Coupon.profile_id)
+                  .scalar_subquery().label("owner_root"))
+           .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
            .where(Coupon.tenant_id == bindparam("t"), Coupon.code == bindparam("code"))
            .execution_options(populate_existing=True))
 _REDEEM = (update(COUPONS).where(COUPONS.c.id == bindparam("cid"), COUPONS.c.status == CouponStatus.ISSUED.value)
@@ -100,10 +107,10 @@ _PRODUCT_CATEGORIES = select(Product.sku, Product.category_code).where(
 def _state(session: Session, tenant_id: int, code: str, profile_id: int | None, at: dt.datetime,
            order_no: str | None = None) -> Checked:
     """Reasons that come from the coupon itself rather than the basket."""
-    row = session.execute(_COUPON, {"t": tenant_id, "code": issuing.normalise(code)}).first()
+    row = session.execute(_COUPON, {"t": tenant_id, "code": issuing.normalise(code), "p": profile_id}).first()
     if row is None:
         return Checked(None, None, [Reason("coupon_not_found", "no coupon with this code", "券码不存在")])
-    coupon, template = row
+    coupon, template, root, owner_root = row
     reasons: list[Reason] = []
     if coupon.status == CouponStatus.REDEEMED.value and (order_no is None or coupon.order_no != order_no):
         reasons.append(Reason("coupon_already_redeemed", f"already used for order {coupon.order_no}", "该券已使用"))
@@ -117,12 +124,14 @@ def _state(session: Session, tenant_id: int, code: str, profile_id: int | None, 
     if template.status != TemplateStatus.ACTIVE.value:
         reasons.append(Reason("coupon_paused", f"the coupon's campaign is {template.status}", "该券活动已暂停或结束"))
     if profile_id is not None:
-        ids = issuing.customer_ids(session, tenant_id, profile_id)
-        if coupon.profile_id is not None and coupon.profile_id not in ids:
+        if root is None:
+            raise NotFound(f"no profile {profile_id}", code="profile_not_found", field="profile_id")
+        if coupon.profile_id is not None and owner_root != root:
             reasons.append(Reason("coupon_other_customer", "the coupon belongs to another customer",
                                   "该券属于其他会员"))
         elif (coupon.profile_id is None and template.per_customer_limit is not None
-              and issuing.held_by(session, template.id, ids) >= template.per_customer_limit):
+              and issuing.held_by(session, template.id, issuing.customer_ids(session, tenant_id, profile_id))
+              >= template.per_customer_limit):
             reasons.append(Reason("coupon_limit_reached", f"the customer already has {template.per_customer_limit} "
                                   "of these coupons", "已达每人限用数量"))
     return Checked(coupon, template, reasons)
