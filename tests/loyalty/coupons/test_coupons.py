@@ -287,9 +287,14 @@ def test_templates_are_checked_and_repeatable(db: Session, merchant: Merchant) -
     with pytest.raises(LianjieError) as low:
         templates.update(db, t, "STOCK", TemplatePatch(stock=3))
     assert low.value.code == "stock_below_issued"
+    templates.update(db, t, "STOCK", TemplatePatch(status="paused"))
+    with pytest.raises(Conflict):
+        give(db, t, "STOCK", count=1, key="after-pause")
+    templates.update(db, t, "STOCK", TemplatePatch(status="active"))
+    assert len(give(db, t, "STOCK", count=1, key="after-pause")) == 1  # the refused key was not used up
     templates.update(db, t, "STOCK", TemplatePatch(status="ended"))
     with pytest.raises(Conflict):
         give(db, t, "STOCK", count=1)
     with pytest.raises(Conflict):
         templates.update(db, t, "STOCK", TemplatePatch(status="active"))
-    assert db.scalar(select(CouponTemplate.issued).where(CouponTemplate.code == "STOCK")) == 4
+    assert db.scalar(select(CouponTemplate.issued).where(CouponTemplate.code == "STOCK")) == 5

@@ -28,7 +28,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from lianjie.db import insert_ignoring_duplicates, utcnow
-from lianjie.errors import Conflict, NotFound, ValidationFailed
+from lianjie.errors import Conflict, LianjieError, NotFound, ValidationFailed
 from lianjie.identity.models import Profile
 from lianjie.identity.service import member_ids, root_of
 from lianjie.loyalty.coupons import templates
@@ -210,19 +210,23 @@ def issue(session: Session, tenant_id: int, template_code: str, data: IssueIn, *
     issue_id, replayed = _claim_key(session, tenant_id, template, data, now)
     if replayed:
         return Issued(session.get_one(CouponIssue, issue_id), template, True)
-    _check_issuable(template, now)
-    owners: list[int | None] = [None] * (data.count or 0)
-    refused: list[dict[str, Any]] = []
-    if targets:
-        owners, refused = _within_limit(session, tenant_id, template, targets)
-    if data.profile_id is not None and not owners:  # one customer, at the limit: refused outright
+    try:
+        _check_issuable(template, now)
+        owners: list[int | None] = [None] * (data.count or 0)
+        refused: list[dict[str, Any]] = []
+        if targets:
+            owners, refused = _within_limit(session, tenant_id, template, targets)
+        if data.profile_id is not None and not owners:  # one customer, at the limit: refused outright
+            raise Conflict(refused[0]["message"], code=refused[0]["code"], field="profile_id")
+        if owners and not _draw_stock(session, template, len(owners)):
+            left = (template.stock or 0) - template.issued
+            raise OutOfStock(f"coupon template {template.code!r} has {left} coupons left, {len(owners)} asked",
+                             field="template_code", details={"left": left, "asked": len(owners)})
+    except LianjieError:
+        # Give the key back, so a refused request changes nothing even if the caller's transaction goes
+        # on, and a corrected retry (after a resume, a restock) may use the same key.
         session.connection().execute(ISSUES.delete().where(ISSUES.c.id == issue_id))
-        raise Conflict(refused[0]["message"], code=refused[0]["code"], field="profile_id")
-    if owners and not _draw_stock(session, template, len(owners)):
-        session.connection().execute(ISSUES.delete().where(ISSUES.c.id == issue_id))  # the key stays unused
-        left = (template.stock or 0) - template.issued
-        raise OutOfStock(f"coupon template {template.code!r} has {left} coupons left, {len(owners)} asked",
-                         field="template_code", details={"left": left, "asked": len(owners)})
+        raise
     _insert(session, tenant_id, template, issue_id, owners, now, merchant_zone(session, tenant_id), on_progress)
     session.connection().execute(update(ISSUES).where(ISSUES.c.id == issue_id)
                                  .values(refused=refused, count=len(owners)))
