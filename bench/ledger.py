@@ -55,13 +55,16 @@ def setup(factory: sessionmaker[Session], customers: int) -> tuple[int, list[int
         return merchant.id, ids
 
 
-def _client_process(kind: str, url: str, tenant_id: int, ids: list[int], threads: int, ops: int, first: int,
+Maker = Callable[[Engine, "sessionmaker[Session]", int, list[Any]], Callable[[random.Random, int], None]]
+
+
+def _client_process(make_work: Maker, url: str, tenant_id: int, ids: list[Any], threads: int, ops: int, first: int,
                     barrier: Any, done: Any, results: Any) -> None:
     """One client process: ``threads`` threads sharing ``ops`` operations, numbered from ``first``."""
     wiring.install()
     engine = create_db_engine(url, pool_size=threads)
     factory = make_session_factory(engine)
-    work = (ledger_work(factory, tenant_id, ids, "b") if kind == "ledger" else update_work(engine, len(ids)))
+    work = make_work(engine, factory, tenant_id, ids)
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(first, first + ops))
@@ -91,7 +94,7 @@ def _client_process(kind: str, url: str, tenant_id: int, ids: list[int], threads
     results.put(latencies)
 
 
-def run_clients(kind: str, url: str, tenant_id: int, ids: list[int], args: argparse.Namespace,
+def run_clients(make_work: Maker, url: str, tenant_id: int, ids: list[Any], args: argparse.Namespace,
                 progress: Progress, label: str) -> tuple[float, list[float]]:
     """``args.ops`` operations from ``args.clients`` threads spread over ``args.processes`` processes
     (like the server's worker processes); returns the seconds from the start signal to the last
@@ -100,7 +103,7 @@ def run_clients(kind: str, url: str, tenant_id: int, ids: list[int], args: argpa
     barrier, done, results = context.Barrier(args.processes + 1), context.Value("i", 0), context.Queue()
     shares = [args.ops // args.processes + (p < args.ops % args.processes) for p in range(args.processes)]
     threads = [args.clients // args.processes + (p < args.clients % args.processes) for p in range(args.processes)]
-    workers = [context.Process(target=_client_process, args=(kind, url, tenant_id, ids, threads[p], shares[p],
+    workers = [context.Process(target=_client_process, args=(make_work, url, tenant_id, ids, threads[p], shares[p],
                                                              sum(shares[:p]), barrier, done, results))
                for p in range(args.processes)]
     for worker in workers:
@@ -134,6 +137,27 @@ def ledger_work(factory: sessionmaker[Session], tenant_id: int, ids: list[int], 
     return work
 
 
+def ledger_maker(engine: Engine, factory: sessionmaker[Session], tenant_id: int, ids: list[Any]) -> Callable[..., None]:
+    return ledger_work(factory, tenant_id, ids, "b")
+
+
+def update_maker(engine: Engine, factory: sessionmaker[Session], tenant_id: int, ids: list[Any]) -> Callable[..., None]:
+    return update_work(engine, len(ids))
+
+
+def create_counters(engine: Engine, rows: int) -> None:
+    """The baseline's plain table: ``rows`` counters."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_counters (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)"))
+        conn.execute(text("INSERT INTO bench_counters (id, n) VALUES (:id, 0)"),
+                     [{"id": i} for i in range(1, rows + 1)])
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The ``q``-th percentile of latencies in seconds, in milliseconds."""
+    return statistics.quantiles(values, n=100)[q - 1] * 1000
+
+
 def update_work(engine: Engine, rows: int) -> Callable[..., None]:
     statement = text("UPDATE bench_counters SET n = n + 1 WHERE id = :id")
 
@@ -148,24 +172,25 @@ def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) 
     migrate.upgrade_engine(engine)
     factory = make_session_factory(engine)
     tenant_id, ids = setup(factory, args.customers)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE bench_counters (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)"))
-        conn.execute(text("INSERT INTO bench_counters (id, n) VALUES (:id, 0)"),
-                     [{"id": i} for i in range(1, args.customers + 1)])
+    create_counters(engine, args.customers)
     engine.dispose()
-    base_s, base_lat = run_clients("update", url, tenant_id, ids, args, progress, f"{label}: UPDATE loop")
-    ledger_s, ledger_lat = run_clients("ledger", url, tenant_id, ids, args, progress, f"{label}: ledger")
-
-    def p(values: list[float], q: int) -> float:
-        return statistics.quantiles(values, n=100)[q - 1] * 1000
-
-    return {"database": label, "ops_per_s": args.ops / ledger_s, "p50_ms": p(ledger_lat, 50),
-            "p99_ms": p(ledger_lat, 99), "update_per_s": args.ops / base_s, "update_p50_ms": p(base_lat, 50),
-            "ratio": (args.ops / ledger_s) / (args.ops / base_s)}
+    base_s, base_lat = run_clients(update_maker, url, tenant_id, ids, args, progress, f"{label}: UPDATE loop")
+    ledger_s, ledger_lat = run_clients(ledger_maker, url, tenant_id, ids, args, progress, f"{label}: ledger")
+    return figures(label, args.ops, (ledger_s, ledger_lat), (base_s, base_lat))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def figures(label: str, ops: int, run: tuple[float, list[float]], baseline: tuple[float, list[float]]
+            ) -> dict[str, Any]:
+    """One table row: ``ops`` operations took ``run`` (seconds, latencies), the baseline ``baseline``."""
+    return {"database": label, "ops_per_s": ops / run[0], "p50_ms": percentile(run[1], 50),
+            "p99_ms": percentile(run[1], 99), "update_per_s": ops / baseline[0],
+            "update_p50_ms": percentile(baseline[1], 50), "ratio": baseline[0] / run[0]}
+
+
+def run_bench(doc: str | None, name: str, column: str, run_one: Callable[..., dict[str, Any]],
+              note: Callable[[argparse.Namespace], str]) -> None:
+    """Parse the common options, run ``run_one`` on SQLite and PostgreSQL, print the table and ``note``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", type=int, default=4000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--customers", type=int, default=1000)
@@ -179,18 +204,23 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp, Progress() as progress:
         if not args.skip_sqlite:
-            results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / 'ledger.db'}", args, progress))
+            results.append(run_one("sqlite", f"sqlite:///{Path(tmp) / name}.db", args, progress))
         if not args.skip_postgres:
-            with postgres.fresh_database("lianjie_bench_ledger", args.postgres_url) as url:
+            with postgres.fresh_database(f"lianjie_bench_{name}", args.postgres_url) as url:
                 results.append(run_one("postgresql", url, args, progress))
-    print(f"{'database':<11} {'ledger ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'UPDATE/s':>9} {'p50 ms':>7} "
-          f"{'ratio':>6}")
+    width = len(column)
+    print(f"{'database':<11} {column:>{width}} {'p50 ms':>7} {'p99 ms':>7} {'UPDATE/s':>9} {'p50 ms':>7} {'ratio':>6}")
     for r in results:
-        print(f"{r['database']:<11} {r['ops_per_s']:>12,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+        print(f"{r['database']:<11} {r['ops_per_s']:>{width},.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
               f"{r['update_per_s']:>9,.0f} {r['update_p50_ms']:>7.1f} {r['ratio']:>6.2f}")
-    print(f"({args.clients} client threads in {args.processes} processes, each operation its own transaction "
-          f"on {args.customers} customers: "
-          "45% earn, 40% spend, 15% hold then confirm; baseline = single-row UPDATE per transaction)")
+    print(note(args))
+
+
+def main() -> None:
+    run_bench(__doc__, "ledger", "ledger ops/s", run_one, lambda args: (
+        f"({args.clients} client threads in {args.processes} processes, each operation its own transaction "
+        f"on {args.customers} customers: 45% earn, 40% spend, 15% hold then confirm; baseline = single-row "
+        "UPDATE per transaction)"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 import lianjie.commerce.models  # noqa: F401  (registers the tables on Base.metadata)
 import lianjie.identity.models  # noqa: F401
 import lianjie.loyalty.coalition.models  # noqa: F401
+import lianjie.loyalty.coupons.models  # noqa: F401
 import lianjie.loyalty.membership.models  # noqa: F401
 import lianjie.loyalty.models  # noqa: F401
 import lianjie.tenants.models  # noqa: F401

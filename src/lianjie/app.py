@@ -17,6 +17,7 @@ from lianjie.identity.api import router as identity_router
 from lianjie.ingest.api import router as ingest_router
 from lianjie.loyalty.api import router as loyalty_router
 from lianjie.loyalty.coalition.api import router as coalition_router
+from lianjie.loyalty.coupons.api import router as coupons_router
 from lianjie.loyalty.membership.api import router as membership_router
 from lianjie.tenants.api import router as tenants_router
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None,
     app.include_router(loyalty_router)
     app.include_router(membership_router)
     app.include_router(coalition_router)
+    app.include_router(coupons_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz(session: DbSession) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from lianjie import jobs, migrate, wiring
 from lianjie.app import create_app
 from lianjie.cli_analytics import clv_app, warehouse_app
 from lianjie.cli_coalition import coalition_app
+from lianjie.cli_coupons import coupons_app
 from lianjie.cli_jobs import jobs_app
 from lianjie.cli_membership import membership_app
 from lianjie.cli_support import JsonFlag, TenantOpt, build, console, emit, err, unit_of_work
@@ -69,9 +70,9 @@ identity_app = typer.Typer(help="OneID: look customers up, review and undo merge
                            no_args_is_help=True)
 for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), (staff_app, "staff"),
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
-                  (identity_app, "identity"), (loyalty_app, "loyalty"), (membership_app, "membership"),
-                  (coalition_app, "coalition"), (clv_app, "clv"), (jobs_app, "jobs"), (warehouse_app, "warehouse"),
-                  (demo_app, "demo")):
+                  (identity_app, "identity"), (loyalty_app, "loyalty"), (coupons_app, "coupons"),
+                  (membership_app, "membership"), (coalition_app, "coalition"), (clv_app, "clv"), (jobs_app, "jobs"),
+                  (warehouse_app, "warehouse"), (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 
@@ -359,6 +360,8 @@ def loyalty_evaluate_tiers(tenant: TenantOpt, as_json: JsonFlag = False) -> None
         config = loyalty_programme_rules.load(session, merchant.id)
         changed = loyalty_tiers.evaluate_all(session, config, merchant.id, utcnow())
     emit(as_json, {"changed": changed}, lambda: console.print(f"{changed} customers' tiers changed"))
+
+
 # ---- orders ----------------------------------------------------------------------------------------
 
 

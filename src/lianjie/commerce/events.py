@@ -35,6 +35,7 @@ class OrderCompleted:
     paid_fen: int
     ordered_at: dt.datetime
     lines: tuple[LineFacts, ...]
+    coupon_codes: tuple[str, ...] = ()  # codes of the order's ``{"kind": "coupon"}`` discounts, as sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -356,7 +356,8 @@ def completed_event(order: Order) -> OrderCompleted:
         tenant_id=order.tenant_id, order_id=order.id, order_no=order.order_no, profile_id=order.profile_id,
         store_id=order.store_id, channel=order.channel, paid_fen=order.paid_fen, ordered_at=order.ordered_at,
         lines=tuple(LineFacts(line.line_no, line.sku, line.category_code, line.quantity, line.paid_fen)
-                    for line in order.lines))
+                    for line in order.lines),
+        coupon_codes=tuple(d["code"] for d in order.discounts if d.get("kind") == "coupon" and d.get("code")))
 
 
 def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: Sequence[OrderIn], *,

@@ -1,6 +1,8 @@
-"""Loyalty's reactions to other domains' events: orders earn points, refunds take them back, merges
-and unmerges re-evaluate tiers; orders with a plan's SKU buy paid memberships, the rest accrues their
-reward, refunds refund them, and merges apply the membership merge policy (split back on unmerge).
+"""Loyalty's reactions to other domains' events: orders earn points and redeem the coupons they name,
+refunds take points back and (in full) give coupons back, merges and unmerges re-evaluate tiers;
+orders with a plan's SKU buy paid memberships, the rest accrues their reward, refunds refund them,
+and merges apply the membership merge policy (split back on unmerge). Coupons need nothing on a
+merge: they stay with their base profile and are read per customer.
 Installed by :func:`lianjie.wiring.install`."""
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from lianjie.commerce.events import OrderCompleted, OrderRefunded
 from lianjie.domain_events import subscribe
 from lianjie.identity.events import MergeUndone, ProfilesMerged
 from lianjie.loyalty import ledger, programme, tiers
+from lianjie.loyalty.coupons import redemption as coupons
 from lianjie.loyalty.membership import lifecycle, merging, refunds
 
 
 def on_order_completed(session: Session, event: OrderCompleted) -> None:
+    if event.coupon_codes:
+        coupons.redeem_for_order(session, event)
     if event.profile_id is None:
         return  # a guest: nobody to credit
     lines = [(line.sku, line.category_code, line.paid_fen) for line in event.lines]
@@ -25,6 +30,7 @@ def on_order_completed(session: Session, event: OrderCompleted) -> None:
 def on_order_refunded(session: Session, event: OrderRefunded) -> None:
     ledger.reverse_for_refund(session, event.tenant_id, event.order_no, event.refund_no, event.refunded_fen,
                               event.order_paid_fen)
+    coupons.restore_for_refund(session, event)
 
 
 def on_profiles_merged(session: Session, event: ProfilesMerged) -> None:

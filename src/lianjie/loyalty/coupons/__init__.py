@@ -1,0 +1,1 @@
+"""Coupons: templates, issuance, validation at the till, redemption bound to an order, restoration on refund."""
