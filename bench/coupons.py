@@ -10,7 +10,11 @@ redemption of that coupon for a new order (a write transaction, queued as the AP
 The same-run baseline is the same threads running ``UPDATE … SET n = n + 1 WHERE id = ?``, one
 transaction per statement, as bench/ledger.py does.
 
+Then, as bench/settlement.py does, it times closing a coalition's month over --settlement-entries
+ledger entries (1,000,000; 0 skips it) next to a plain GROUP BY over the same rows.
+
     python bench/coupons.py [--ops 4000] [--clients 16] [--processes 2] [--customers 1000] [--postgres-url URL]
+                            [--settlement-entries 1000000]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from rich.progress import Progress  # noqa: E402
 from sqlalchemy import Engine, select  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
+from bench import settlement  # noqa: E402
 from bench.ledger import create_counters, figures, run_bench, run_clients, update_maker  # noqa: E402
 from lianjie import migrate  # noqa: E402
 from lianjie.commerce import catalogue  # noqa: E402
@@ -96,10 +101,16 @@ def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) 
 
 
 def main() -> None:
-    run_bench(__doc__, "coupons", "validate+redeem/s", run_one, lambda args: (
+    args = run_bench(__doc__, "coupons", "validate+redeem/s", run_one, lambda args: (
         f"({args.clients} client threads in {args.processes} processes; one operation = validate a 2-line basket "
         f"(read transaction) + redeem that coupon for a new order (write transaction); {args.ops} coupons of a "
-        "category-scoped 满200减30 template; baseline = single-row UPDATE per transaction)"))
+        "category-scoped 满200减30 template; baseline = single-row UPDATE per transaction)"),
+        more_options=lambda parser: settlement.add_options(parser, "settlement-"))
+    if args.settlement_entries > 0:
+        print("\ncoalition settlement (bench/settlement.py):")
+        settlement.run(argparse.Namespace(
+            entries=args.settlement_entries, merchants=args.settlement_merchants, cards=args.settlement_cards,
+            lots=args.settlement_lots, postgres_url=args.postgres_url, skip_postgres=args.skip_postgres))
 
 
 if __name__ == "__main__":

@@ -188,9 +188,13 @@ def figures(label: str, ops: int, run: tuple[float, list[float]], baseline: tupl
 
 
 def run_bench(doc: str | None, name: str, column: str, run_one: Callable[..., dict[str, Any]],
-              note: Callable[[argparse.Namespace], str]) -> None:
-    """Parse the common options, run ``run_one`` on SQLite and PostgreSQL, print the table and ``note``."""
+              note: Callable[[argparse.Namespace], str],
+              more_options: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """Parse the common options (and ``more_options``), run ``run_one`` on SQLite and PostgreSQL, print
+    the table and ``note``; returns the options."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if more_options is not None:
+        more_options(parser)
     parser.add_argument("--ops", type=int, default=4000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--customers", type=int, default=1000)
@@ -214,6 +218,7 @@ def run_bench(doc: str | None, name: str, column: str, run_one: Callable[..., di
         print(f"{r['database']:<11} {r['ops_per_s']:>{width},.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
               f"{r['update_per_s']:>9,.0f} {r['update_p50_ms']:>7.1f} {r['ratio']:>6.2f}")
     print(note(args))
+    return args
 
 
 def main() -> None:

@@ -196,15 +196,24 @@ def run_one(label: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
             "baseline_s": baseline_s, "expired_lots": expired_lots, "lines": len(statement.lines)}
 
 
+def add_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The settlement options (``prefix`` keeps them apart inside bench/coupons.py)."""
+    parser.add_argument(f"--{prefix}entries", type=int, default=1_000_000)
+    parser.add_argument(f"--{prefix}merchants", type=int, default=20)
+    parser.add_argument(f"--{prefix}cards", type=int, default=50_000)
+    parser.add_argument(f"--{prefix}lots", type=int, default=20_000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    parser.add_argument("--merchants", type=int, default=20)
-    parser.add_argument("--cards", type=int, default=50_000)
-    parser.add_argument("--lots", type=int, default=20_000)
+    add_options(parser)
     parser.add_argument("--postgres-url", help="an existing server; default: start a throwaway one")
     parser.add_argument("--skip-postgres", action="store_true")
-    args = parser.parse_args()
+    run(parser.parse_args())
+
+
+def run(args: argparse.Namespace) -> None:
+    """Close a month over ``args.entries`` entries on SQLite (and PostgreSQL) and print the figures."""
     wiring.install()
     results = []
     with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp:

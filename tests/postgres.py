@@ -86,7 +86,7 @@ def start() -> ThrowawayPostgres:
 
     run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
     options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
     run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start")
     return ThrowawayPostgres(url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", root=root,
                              pg_ctl=str(bindir / "pg_ctl"), run_as=run_as)

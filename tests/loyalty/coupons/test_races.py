@@ -24,24 +24,27 @@ from lianjie.loyalty.coupons.schemas import IssueIn
 from tests.loyalty.coupons.helpers import give, redeem_in, shop, template
 
 THREADS = 50
+CLAIMS = 200  # one thread and connection each, all released at once
 
 
 @pytest.fixture
 def factory(database_url: str | None, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine: Engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'lianjie.db'}", pool_size=THREADS)
+    engine: Engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'lianjie.db'}", pool_size=CLAIMS)
     migrate.upgrade_engine(engine)
     yield make_session_factory(engine)
     engine.dispose()
 
 
-def at_once(factory: sessionmaker[Session], jobs: list[Callable[[Session], Any]]) -> Counter[str]:
+def at_once(factory: sessionmaker[Session], jobs: list[Callable[[Session], Any]],
+            threads_at_most: int = THREADS) -> Counter[str]:
     """Run each job in its own thread and transaction, all released together; count the outcomes
-    ('ok' or the refusal's code). Jobs are shared out over at most THREADS threads."""
+    ('ok' or the refusal's code). Jobs are shared out over at most ``threads_at_most`` threads."""
     outcomes: Counter[str] = Counter()
     errors: list[BaseException] = []
     lock = threading.Lock()
-    start = threading.Barrier(min(THREADS, len(jobs)))
-    share = [jobs[i::THREADS] for i in range(min(THREADS, len(jobs)))]
+    count = min(threads_at_most, len(jobs))
+    start = threading.Barrier(count)
+    share = [jobs[i::count] for i in range(count)]
 
     def run(mine: list[Callable[[Session], Any]]) -> None:
         start.wait()
@@ -91,7 +94,7 @@ def test_fifty_tills_redeem_one_single_use_code(factory: sessionmaker[Session]) 
         assert session.scalar(select(Coupon.order_no)) == won[0]
 
 
-def test_two_hundred_claims_of_a_hundred_coupons(factory: sessionmaker[Session]) -> None:
+def test_two_hundred_tills_claim_a_hundred_coupons(factory: sessionmaker[Session]) -> None:
     with transaction(factory, write=True) as session:
         tenant_id = shop(session).id
         template(session, tenant_id, "HUNDRED", stock=100, per_customer_limit=1)
@@ -101,7 +104,7 @@ def test_two_hundred_claims_of_a_hundred_coupons(factory: sessionmaker[Session])
         return lambda s: issuing.issue(s, tenant_id, "HUNDRED", IssueIn(idempotency_key=f"claim-{profile_id}",
                                                                         profile_id=profile_id))
 
-    outcomes = at_once(factory, [claim(p) for p in buyers])
+    outcomes = at_once(factory, [claim(p) for p in buyers], threads_at_most=CLAIMS)
     assert outcomes == {"ok": 100, "coupon_out_of_stock": 100}
     with transaction(factory) as session:
         assert session.scalar(select(CouponTemplate.issued)) == 100
