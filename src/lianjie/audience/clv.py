@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -145,8 +146,7 @@ def fit_bgnbd(summaries: list[CustomerSummary]) -> BgNbd:
     x, t_x, T, weight = _distinct([(s.x, s.t_x, s.T) for s in summaries])
     if not len(x):
         raise ValueError("no customers to fit")
-    result = optimize.minimize(lambda p: -_bgnbd_ll(p, x, t_x, T, weight), np.zeros(4), method="Nelder-Mead",
-                               options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 20_000, "maxfev": 20_000})
+    result = _maximise(lambda p: _bgnbd_ll(p, x, t_x, T, weight), 4)
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
     return BgNbd(r, alpha, a, b, -float(result.fun))
 
@@ -187,10 +187,17 @@ def fit_gamma_gamma(summaries: list[CustomerSummary]) -> GammaGamma:
         raise ValueError("no customer has a repeat purchase to fit spend on")
     x = np.array([s.x for s in repeaters], dtype=float)
     m = np.array([s.mean_repeat_spend for s in repeaters], dtype=float)
-    result = optimize.minimize(lambda v: -_gamma_gamma_ll(v, x, m), np.zeros(3), method="Nelder-Mead",
-                               options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 20_000, "maxfev": 20_000})
+    result = _maximise(lambda v: _gamma_gamma_ll(v, x, m), 3)
     p, q, g = (float(v) for v in np.exp(result.x))
     return GammaGamma(p, q, g, -float(result.fun))
+
+
+def _maximise(log_likelihood: Callable[[NDArray[np.float64]], float], n: int) -> Any:
+    """Maximise over ``n`` log-parameters with L-BFGS-B: about a hundred likelihood evaluations where
+    Nelder-Mead takes several hundred (each is a pass over all customers), and the bounds keep a
+    degenerate data set (every customer spending alike) from running a parameter off to infinity."""
+    return optimize.minimize(lambda p: -log_likelihood(p), np.zeros(n), method="L-BFGS-B",
+                             bounds=[(-15.0, 15.0)] * n)
 
 
 def _distinct(triples: list[tuple[int, float, float]]) -> tuple[NDArray[np.float64], ...]:
