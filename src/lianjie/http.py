@@ -40,6 +40,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 # Row ids in URLs: 64-bit, positive; anything else is a 422, never a database overflow.
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# The 200 an idempotent write answers a replayed key with (``responses=REPLAYED`` on its route).
+REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The idempotency key was applied before: the stored result, nothing applied."}}
 
 # scope="function": the commit above runs before the response leaves, so a 2xx means committed.
 DbSession = Annotated[Session, Depends(get_session, scope="function")]

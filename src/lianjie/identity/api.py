@@ -26,15 +26,13 @@ from lianjie.identity.schemas import (
     TagsIn,
     UnmergeIn,
 )
-from lianjie.pagination import MAX_LIMIT, Page
+from lianjie.pagination import Limit, Offset, Page
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
 
 router = APIRouter(prefix="/api/v1", tags=["profiles"])
 Reader = Annotated[Caller, RequireScope("profiles:read")]
 Writer = Annotated[Caller, RequireScope("profiles:write")]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Offset = Annotated[int, Query(ge=0)]
 LOOKUP_DOC = ("Look up by identifier: one query parameter per identifier type (user_id, anonymous_id, phone, email, "
               "member_no, wechat_unionid, wechat_openid with wechat_appid, wecom_external_userid, device_id). "
               "Without identifiers: search by tag, trait (key=value) and last activity.")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from lianjie.http import DbSession, RowId
+from lianjie.http import REPLAYED, DbSession, RowId
 from lianjie.loyalty import ledger, programme, service, tiers
 from lianjie.loyalty.schemas import (
     AdjustIn,
@@ -26,8 +26,6 @@ from lianjie.tenants.keys import Caller
 router = APIRouter(prefix="/api/v1/loyalty", tags=["loyalty"])
 Reader = Annotated[Caller, RequireScope("loyalty:read")]
 Writer = Annotated[Caller, RequireScope("loyalty:write")]
-REPLAY: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The idempotency key was applied before: the stored result, nothing applied."}}
 
 
 def _answer(result: ledger.Result, response: Response) -> OperationOut:
@@ -61,7 +59,7 @@ def get_history(profile_id: RowId, session: DbSession, caller: Reader,
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("/accounts/{profile_id}/earn", status_code=201, responses=REPLAY)
+@router.post("/accounts/{profile_id}/earn", status_code=201, responses=REPLAYED)
 def earn(profile_id: RowId, body: EarnIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
     """Points for a non-purchase event by the programme's rule (`event`), or a given amount (`points`)."""
     result = ledger.earn(session, caller.tenant_id, profile_id, body.idempotency_key, points=body.points,
@@ -69,7 +67,7 @@ def earn(profile_id: RowId, body: EarnIn, response: Response, session: DbSession
     return _answer(result, response)
 
 
-@router.post("/accounts/{profile_id}/spend", status_code=201, responses=REPLAY)
+@router.post("/accounts/{profile_id}/spend", status_code=201, responses=REPLAYED)
 def spend(profile_id: RowId, body: SpendIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
     """Spend now, or with `hold` keep the points aside until the till confirms or cancels."""
     result = ledger.spend(session, caller.tenant_id, profile_id, body.idempotency_key, body.points, hold=body.hold,
@@ -77,7 +75,7 @@ def spend(profile_id: RowId, body: SpendIn, response: Response, session: DbSessi
     return _answer(result, response)
 
 
-@router.post("/accounts/{profile_id}/adjust", status_code=201, responses=REPLAY)
+@router.post("/accounts/{profile_id}/adjust", status_code=201, responses=REPLAYED)
 def adjust(profile_id: RowId, body: AdjustIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
     result = ledger.adjust(session, caller.tenant_id, profile_id, body.idempotency_key, body.points,
                            reason=body.reason, operator=body.operator)

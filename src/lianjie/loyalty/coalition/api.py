@@ -5,12 +5,12 @@ prepaid blocks). Keys need the ``coalition:read|write`` scope; see setup.py for 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 from sqlalchemy.orm import Session
 
-from lianjie.http import DbSession, RowId
+from lianjie.http import REPLAYED, DbSession, RowId
 from lianjie.loyalty.coalition import cards, points, settlement, setup
 from lianjie.loyalty.coalition.schemas import (
     CardOut,
@@ -35,8 +35,6 @@ Writer = Annotated[Caller, RequireScope("coalition:write")]
 Code = Annotated[str, Path(min_length=1, max_length=40)]
 CardNo = Annotated[str, Path(min_length=1, max_length=32)]
 Period = Annotated[str, Path(min_length=7, max_length=7, description="A month, YYYY-MM, in the coalition's zone.")]
-REPLAY: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The idempotency key was applied before: the stored result, nothing applied."}}
 
 
 def _created(created: bool, response: Response) -> None:
@@ -49,7 +47,7 @@ def _answer(result: points.Result, response: Response) -> OperationOut:
                         card_no=result.card_no, replayed=result.replayed, booked_at=result.booked_at)
 
 
-@router.post("", status_code=201, responses=REPLAY)
+@router.post("", status_code=201, responses=REPLAYED)
 def create_coalition(body: CoalitionIn, response: Response, session: DbSession, caller: Writer) -> CoalitionOut:
     """Start a coalition operated by the caller's merchant (idempotent on the code)."""
     coalition, created = setup.create(session, caller.tenant_id, body)
@@ -62,7 +60,7 @@ def get_coalition(code: Code, session: DbSession, caller: Reader) -> CoalitionOu
     return setup.describe(session, setup.access(session, code, caller.tenant_id))
 
 
-@router.put("/{code}/members/{merchant}", status_code=201, responses=REPLAY)
+@router.put("/{code}/members/{merchant}", status_code=201, responses=REPLAYED)
 def put_member(code: Code, merchant: Annotated[str, Path(min_length=1, max_length=40)], body: MemberIn,
                response: Response, session: DbSession, caller: Writer) -> MemberOut:
     """The operator adds a merchant (by slug) or changes its terms; new terms apply to new entries."""
@@ -72,7 +70,7 @@ def put_member(code: Code, merchant: Annotated[str, Path(min_length=1, max_lengt
     return setup.member_out(member, get_merchant(session, member.tenant_id).slug)
 
 
-@router.post("/{code}/cards", status_code=201, responses=REPLAY)
+@router.post("/{code}/cards", status_code=201, responses=REPLAYED)
 def link_card(code: Code, body: LinkIn, response: Response, session: DbSession, caller: Writer) -> LinkOut:
     """Link a customer at the caller's merchant to a coalition card (with the customer's consent)."""
     card_no, profile_id, created = cards.link(session, setup.access(session, code, caller.tenant_id), body)
@@ -92,14 +90,14 @@ def get_card_of_profile(code: Code, profile_id: RowId, session: DbSession, calle
     return cards.describe(session, acc, cards.card_of_profile(session, acc, profile_id))
 
 
-@router.post("/{code}/cards/{card_no}/earn", status_code=201, responses=REPLAY)
+@router.post("/{code}/cards/{card_no}/earn", status_code=201, responses=REPLAYED)
 def earn(code: Code, card_no: CardNo, body: PointsIn, response: Response, session: DbSession,
          caller: Writer) -> OperationOut:
     """Award points at the caller's merchant (a prepaid member draws them from its block)."""
     return _move(points.earn, code, card_no, body, response, session, caller)
 
 
-@router.post("/{code}/cards/{card_no}/redeem", status_code=201, responses=REPLAY)
+@router.post("/{code}/cards/{card_no}/redeem", status_code=201, responses=REPLAYED)
 def redeem(code: Code, card_no: CardNo, body: PointsIn, response: Response, session: DbSession,
            caller: Writer) -> OperationOut:
     """Take points at the caller's till, whichever member issued them."""
@@ -113,14 +111,14 @@ def _move(operation: Callable[..., points.Result], code: str, card_no: str, body
     return _answer(result, response)
 
 
-@router.post("/{code}/purchases", status_code=201, responses=REPLAY)
+@router.post("/{code}/purchases", status_code=201, responses=REPLAYED)
 def purchase(code: Code, body: PurchaseIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
     """A prepaid member buys a block of points, billed on the period's statement."""
     acc = setup.access(session, code, caller.tenant_id)
     return _answer(points.purchase(session, acc, body.idempotency_key, body.points), response)
 
 
-@router.post("/{code}/periods/{period}/close", status_code=201, responses=REPLAY)
+@router.post("/{code}/periods/{period}/close", status_code=201, responses=REPLAYED)
 def close_period(code: Code, period: Period, response: Response, session: DbSession,
                  caller: Writer) -> StatementOut:
     """The operator closes a finished month: its statement is stored and never changes; again: 200."""

@@ -28,15 +28,13 @@ from lianjie.loyalty.coupons.schemas import (
     ValidateOut,
     VoidIn,
 )
-from lianjie.pagination import MAX_LIMIT, Page
+from lianjie.pagination import Limit, Offset, Page
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
 
 router = APIRouter(prefix="/api/v1/coupons", tags=["coupons"])
 Reader = Annotated[Caller, RequireScope("coupons:read")]
 Writer = Annotated[Caller, RequireScope("coupons:write")]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Offset = Annotated[int, Query(ge=0)]
 TemplateCode = Annotated[str, Path(min_length=1, max_length=40)]
 Code = Annotated[str, Path(min_length=1, max_length=64)]
 REPLAY: dict[int | str, dict[str, Any]] = {

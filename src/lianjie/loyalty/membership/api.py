@@ -4,12 +4,12 @@ certificates and KPIs. Buying a plan goes through ``POST /api/v1/orders`` (a lin
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from lianjie.db import utcnow
-from lianjie.http import DbSession, RowId
+from lianjie.http import REPLAYED, DbSession, RowId
 from lianjie.loyalty.membership import kpis, lifecycle, periods, plans, refunds, rewards, views
 from lianjie.loyalty.membership.lifecycle import Written
 from lianjie.loyalty.membership.schemas import (
@@ -36,8 +36,6 @@ from lianjie.tenants.keys import Caller
 router = APIRouter(prefix="/api/v1", tags=["paid membership"])
 Reader = Annotated[Caller, RequireScope("loyalty:read")]
 Writer = Annotated[Caller, RequireScope("loyalty:write")]
-REPLAY: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The idempotency key was applied before: the stored result, nothing applied."}}
 ProfileQuery = Annotated[int, Query(ge=1, le=2**63 - 1, description="Any profile of the customer.")]
 
 
@@ -140,20 +138,20 @@ def upgrade_quote(membership_id: RowId, plan_code: str, session: DbSession, call
     return UpgradeQuote(plan_code=plan.code, fee_fen=fee, remaining_days=remaining, total_days=total, ends_on=ends_on)
 
 
-@router.post("/memberships/{membership_id}/renew", status_code=201, responses=REPLAY)
+@router.post("/memberships/{membership_id}/renew", status_code=201, responses=REPLAYED)
 def renew(membership_id: RowId, body: RenewIn, response: Response, session: DbSession, caller: Writer) -> ActionOut:
     """Renew at the desk (paid at the plan's list fee); the ending year's reward becomes a certificate."""
     return _answer(lifecycle.renew_manually(session, caller.tenant_id, membership_id, body, utcnow()), response)
 
 
-@router.post("/memberships/{membership_id}/upgrade", status_code=201, responses=REPLAY)
+@router.post("/memberships/{membership_id}/upgrade", status_code=201, responses=REPLAYED)
 def upgrade(membership_id: RowId, body: UpgradeIn, response: Response, session: DbSession,
             caller: Writer) -> ActionOut:
     """Move to a higher plan for the rest of the term at the prorated fee (the term end stays)."""
     return _answer(lifecycle.upgrade_manually(session, caller.tenant_id, membership_id, body, utcnow()), response)
 
 
-@router.post("/memberships/{membership_id}/refund", status_code=201, responses=REPLAY)
+@router.post("/memberships/{membership_id}/refund", status_code=201, responses=REPLAYED)
 def refund(membership_id: RowId, body: RefundIn, response: Response, session: DbSession,
            caller: Writer) -> ActionOut:
     """Refund the running term by the plan's policy (or ``amount_fen``); the reward is clawed back."""
