@@ -40,7 +40,6 @@ from lianjie.demo import load as demo_load
 from lianjie.errors import LianjieError
 from lianjie.identity import merging
 from lianjie.identity import service as identity_service
-from lianjie.loyalty import ledger
 from lianjie.loyalty import programme as loyalty_programme_rules
 from lianjie.loyalty import tiers as loyalty_tiers
 from lianjie.tenants import keys, service
@@ -333,18 +332,17 @@ def loyalty_programme(tenant: TenantOpt, set_file: SetFile = None) -> None:
 def loyalty_expire(tenant: TenantOpt, as_json: JsonFlag = False,
                    batch: Annotated[int, typer.Option(help="Accounts per transaction.")] = 500) -> None:
     """Expire lapsed points and cancel lapsed till holds (run daily; safe to run again at any time)."""
-    total = ledger.ExpiryRun()
-    now = utcnow()
-    with Progress(transient=True, console=err) as progress:
-        task = progress.add_task("expiring", total=None)
-        while True:
-            with unit_of_work() as session:
-                run = ledger.expire_due(session, service.get_merchant(session, tenant).id, now, limit=batch)
-            for name in ("expired", "accounts", "holds_cancelled", "released"):
-                setattr(total, name, getattr(total, name) + getattr(run, name))
-            progress.update(task, advance=run.accounts + run.holds_cancelled)
-            if run.done:
-                break
+    with unit_of_work() as session:
+        tenant_id = service.get_merchant(session, tenant).id
+    engine = engine_from_settings(get_settings())
+    try:
+        with Progress(transient=True, console=err) as progress:
+            task = progress.add_task("expiring", total=None)
+            total = jobs.expire_merchant(make_session_factory(engine), tenant_id, utcnow(), batch=batch,
+                                         on_batch=lambda run: progress.advance(task, run.accounts
+                                                                               + run.holds_cancelled))
+    finally:
+        engine.dispose()
     result = {"expired": total.expired, "accounts": total.accounts, "holds_cancelled": total.holds_cancelled,
               "released": total.released}
     emit(as_json, result, lambda: console.print(

@@ -32,7 +32,6 @@ clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma mode
 def _warehouse_run(rebuild: bool, as_json: bool) -> None:
     settings = get_settings()
     engine = engine_from_settings(settings)
-    con = warehouse_connection.connect(settings)
     try:
         with Progress(console=err, disable=as_json, transient=True) as progress:
             tasks: dict[str, Any] = {}
@@ -42,10 +41,9 @@ def _warehouse_run(rebuild: bool, as_json: bool) -> None:
                     tasks[table] = progress.add_task(table, total=None)
                 progress.advance(tasks[table], rows)
 
-            run = warehouse_sync.rebuild if rebuild else warehouse_sync.sync
-            report = run(make_session_factory(engine), con, progress=advance)
+            report = warehouse_sync.run(make_session_factory(engine), settings, rebuild_all=rebuild,
+                                        progress=advance)
     finally:
-        con.disconnect()
         engine.dispose()
     payload = {"rows": report.rows, "erased_profiles": report.erased_profiles, "seconds": round(report.seconds, 3),
                "warehouse": warehouse_connection.warehouse_url(settings)}

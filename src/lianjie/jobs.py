@@ -13,6 +13,7 @@ This module sits with ``app`` and ``cli`` at the top of the import order: it may
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ from lianjie.db import engine_from_settings, make_session_factory, transaction, 
 from lianjie.loyalty import ledger, tiers
 from lianjie.loyalty import programme as programme_rules
 from lianjie.loyalty.models import LoyaltyProgramme
-from lianjie.warehouse import connection as warehouse_connection
 from lianjie.warehouse import sync as warehouse_sync
 
 log = logging.getLogger("lianjie.jobs")
@@ -55,19 +55,31 @@ def _merchants_with_programme(factory: sessionmaker[Session]) -> list[int]:
         return list(session.scalars(select(LoyaltyProgramme.tenant_id).order_by(LoyaltyProgramme.tenant_id)))
 
 
+def expire_merchant(factory: sessionmaker[Session], tenant_id: int, now: dt.datetime, *, batch: int = 500,
+                    on_batch: Callable[[ledger.ExpiryRun], None] | None = None) -> ledger.ExpiryRun:
+    """Expire one merchant's lapsed points and lapsed till holds, ``batch`` accounts per transaction,
+    until none are left (the job below and `lianjie loyalty expire` both run this)."""
+    total = ledger.ExpiryRun()
+    while True:
+        with transaction(factory, write=True) as session:
+            run = ledger.expire_due(session, tenant_id, now, limit=batch)
+        for name in ("expired", "accounts", "holds_cancelled", "released"):
+            setattr(total, name, getattr(total, name) + getattr(run, name))
+        if on_batch is not None:
+            on_batch(run)
+        if run.done:
+            return total
+
+
 def expire_points(factory: sessionmaker[Session], settings: Settings, *, batch: int = 500) -> dict[str, Any]:
     """Expire lapsed points and cancel lapsed till holds for every merchant, a batch per transaction."""
     totals = {"merchants": 0, "expired": 0, "accounts": 0, "holds_cancelled": 0, "released": 0}
     now = utcnow()
     for tenant_id in _merchants_with_programme(factory):
         totals["merchants"] += 1
-        while True:
-            with transaction(factory, write=True) as session:
-                run = ledger.expire_due(session, tenant_id, now, limit=batch)
-            for name in ("expired", "accounts", "holds_cancelled", "released"):
-                totals[name] += getattr(run, name)
-            if run.done:
-                break
+        run = expire_merchant(factory, tenant_id, now, batch=batch)
+        for name in ("expired", "accounts", "holds_cancelled", "released"):
+            totals[name] += getattr(run, name)
     return totals
 
 
@@ -83,13 +95,8 @@ def evaluate_tiers(factory: sessionmaker[Session], settings: Settings) -> dict[s
 
 
 def sync_warehouse(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
-    """Copy new and changed rows into the warehouse (connects for the run only: a DuckDB file has
-    one writer at a time, and `lianjie warehouse rebuild` may want it)."""
-    con = warehouse_connection.connect(settings)
-    try:
-        report = warehouse_sync.sync(factory, con)
-    finally:
-        con.disconnect()
+    """Copy new and changed rows into the warehouse."""
+    report = warehouse_sync.run(factory, settings)
     return {"rows": report.rows, "erased_profiles": report.erased_profiles, "seconds": report.seconds}
 
 

@@ -109,11 +109,15 @@ class BgNbd:
     b: float
     log_likelihood: float
 
+    def _dropped_odds(self, x: NDArray[np.float64], t_x: NDArray[np.float64],
+                      T: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Odds that a customer dropped out after their last purchase (0 without a repeat purchase)."""
+        return np.asarray(np.where(x > 0, self.a / (self.b + np.maximum(x, 1) - 1)
+                                   * ((self.alpha + T) / (self.alpha + t_x)) ** (self.r + x), 0.0))
+
     def p_alive(self, x: NDArray[np.float64], t_x: NDArray[np.float64], T: NDArray[np.float64]) -> NDArray[np.float64]:
         """Probability each customer is still active at the end of calibration."""
-        ratio = np.where(x > 0, self.a / (self.b + np.maximum(x, 1) - 1)
-                         * ((self.alpha + T) / (self.alpha + t_x)) ** (self.r + x), 0.0)
-        return np.asarray(1.0 / (1.0 + ratio))
+        return np.asarray(1.0 / (1.0 + self._dropped_odds(x, t_x, T)))
 
     def expected_purchases(self, t: float, x: NDArray[np.float64], t_x: NDArray[np.float64],
                            T: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -121,8 +125,7 @@ class BgNbd:
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))
         head = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp)
-        ratio = np.where(x > 0, a / (b + np.maximum(x, 1) - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
-        return np.asarray(head / (1 + ratio))
+        return np.asarray(head / (1 + self._dropped_odds(x, t_x, T)))
 
     def expected_in_population(self, t: float) -> float:
         """Expected purchases in ``t`` weeks by a customer just acquired (FHL 2005, equation 7)."""
@@ -255,12 +258,15 @@ class ClvFit:
         return out
 
 
+def _arrays(summaries: list[CustomerSummary]) -> tuple[NDArray[np.float64], ...]:
+    """x, t_x and T of every customer, in the summaries' order."""
+    return tuple(np.array([getattr(c, name) for c in summaries], dtype=float) for name in ("x", "t_x", "T"))
+
+
 def predict(fit: ClvFit, horizon_days: int) -> dict[str, dict[str, float]]:
     """Per customer: probability alive, expected purchases and expected value in the next ``horizon_days``."""
     s = fit.summaries
-    x = np.array([c.x for c in s], dtype=float)
-    t_x = np.array([c.t_x for c in s], dtype=float)
-    T = np.array([c.T for c in s], dtype=float)
+    x, t_x, T = _arrays(s)
     alive = fit.bgnbd.p_alive(x, t_x, T)
     purchases = fit.bgnbd.expected_purchases(horizon_days / DAYS_PER_WEEK, x, t_x, T)
     spend = (fit.gamma_gamma.expected_spend(x, np.array([c.mean_repeat_spend for c in s], dtype=float))
@@ -279,9 +285,7 @@ def fit(purchases: list[Purchase], calibration_end: dt.date, holdout_end: dt.dat
     result = ClvFit(bgnbd, gamma_gamma, summaries)
     if holdout_end is not None and holdout_end > calibration_end:
         weeks = (holdout_end - calibration_end).days / DAYS_PER_WEEK
-        x = np.array([c.x for c in summaries], dtype=float)
-        t_x = np.array([c.t_x for c in summaries], dtype=float)
-        T = np.array([c.T for c in summaries], dtype=float)
+        x, t_x, T = _arrays(summaries)
         predicted = float(np.sum(bgnbd.expected_purchases(weeks, x, t_x, T)))
         actual = sum(holdout_repeats(purchases, summaries, calibration_end, holdout_end).values())
         result.holdout = Holdout(weeks, predicted, actual)

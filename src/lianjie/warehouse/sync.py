@@ -29,8 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.commerce.models import Order, OrderLine
+from lianjie.config import Settings
 from lianjie.db import transaction, utcnow
 from lianjie.identity.models import Event, Profile
+from lianjie.warehouse.connection import connect
 from lianjie.warehouse.tables import EVENTS, ORDER_LINES, ORDERS, TABLES, AnySelect, WarehouseTable
 
 STATE = "_sync_state"
@@ -191,3 +193,14 @@ def rebuild(factory: sessionmaker[Session], con: Any, *, progress: Progress | No
     for name in [*(t.name for t in TABLES), STATE]:
         con.drop_table(name, force=True)
     return sync(factory, con, progress=progress)
+
+
+def run(factory: sessionmaker[Session], settings: Settings, *, rebuild_all: bool = False,
+        progress: Progress | None = None) -> SyncReport:
+    """Sync (or rebuild) the configured warehouse, connected for this run only: a DuckDB file has one
+    writer at a time, and the job, `lianjie warehouse sync` and `rebuild` take turns at it."""
+    con = connect(settings)
+    try:
+        return (rebuild if rebuild_all else sync)(factory, con, progress=progress)
+    finally:
+        con.disconnect()
