@@ -12,6 +12,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -24,7 +25,7 @@ from lianjie.app import create_app
 from lianjie.config import Settings, get_settings
 from lianjie.crypto import get_cipher
 from lianjie.db import create_db_engine
-from tests import postgres
+from tests import postgres, warehouse_backends
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -120,3 +121,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(params=warehouse_backends.BACKENDS)
+def warehouse(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """An empty warehouse (an Ibis connection) on each backend; fill it with ``warehouse_backends.fill``."""
+    with warehouse_backends.open_backend(request.param) as con:
+        yield con

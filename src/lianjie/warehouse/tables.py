@@ -22,9 +22,11 @@ import ibis
 import orjson
 from sqlalchemy import Select, func, select
 
-from lianjie.commerce.models import Order, OrderLine
-from lianjie.identity.models import Event, Profile
+from lianjie.commerce.models import Category, Order, OrderLine
+from lianjie.identity.models import Event, Profile, ProfileTag
+from lianjie.loyalty.membership.models import MembershipPeriod, MembershipPlan
 from lianjie.loyalty.models import PointsAccount, PointsEntry, TierAssignment
+from lianjie.tenants.models import Staff, Store
 
 AnySelect = Select[*tuple[Any, ...]]
 
@@ -116,5 +118,43 @@ TIER_ASSIGNMENTS = WarehouseTable(
     lambda: select(TierAssignment.id, TierAssignment.tenant_id, TierAssignment.profile_id, TierAssignment.tier_code,
                    TierAssignment.previous_code, TierAssignment.reason, TierAssignment.created_at))
 
+PROFILE_TAGS = WarehouseTable(
+    "profile_tags", "refresh",
+    ibis.schema({"tenant_id": "int64", "profile_id": "int64", "tag": "string", "created_at": TS}),
+    lambda: select(ProfileTag.tenant_id, ProfileTag.profile_id, ProfileTag.tag, ProfileTag.created_at),
+    key="profile_id")
+
+MEMBERSHIP_PERIODS = WarehouseTable(
+    "membership_periods", "refresh",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "profile_id": "int64", "membership_id": "int64",
+                 "plan_code": "string", "kind": "string", "status": "string", "starts_on": "date",
+                 "ends_on": "date", "grace_until": "date", "fee_fen": "int64", "refunded_fen": "int64",
+                 "created_at": TS}),
+    lambda: select(MembershipPeriod.id, MembershipPeriod.tenant_id, MembershipPeriod.profile_id,
+                   MembershipPeriod.membership_id, MembershipPlan.code, MembershipPeriod.kind, MembershipPeriod.status,
+                   MembershipPeriod.starts_on, MembershipPeriod.ends_on, MembershipPeriod.grace_until,
+                   MembershipPeriod.fee_fen, MembershipPeriod.refunded_fen, MembershipPeriod.created_at)
+    .join(MembershipPlan, MembershipPlan.id == MembershipPeriod.plan_id))
+
+STORES = WarehouseTable(
+    "stores", "refresh",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "code": "string", "name": "string", "city": "string",
+                 "province": "string", "type": "string", "status": "string"}),
+    lambda: select(Store.id, Store.tenant_id, Store.code, Store.name, Store.city, Store.province, Store.type,
+                   Store.status))
+
+STAFF = WarehouseTable(
+    "staff", "refresh",
+    ibis.schema({"id": "int64", "tenant_id": "int64", "staff_no": "string", "name": "string", "role": "string",
+                 "store_id": "int64", "status": "string"}),
+    lambda: select(Staff.id, Staff.tenant_id, Staff.staff_no, Staff.name, Staff.role, Staff.store_id, Staff.status))
+
+CATEGORIES = WarehouseTable(
+    "categories", "refresh",
+    ibis.schema({"tenant_id": "int64", "code": "string", "name": "string", "parent_code": "string",
+                 "level": "int64"}),
+    lambda: select(Category.tenant_id, Category.code, Category.name, Category.parent_code, Category.level),
+    key="code")
+
 TABLES: tuple[WarehouseTable, ...] = (IDENTITY_MAP, PROFILES, EVENTS, ORDERS, ORDER_LINES, POINTS_ENTRIES,
-                                      TIER_ASSIGNMENTS)
+                                      TIER_ASSIGNMENTS, PROFILE_TAGS, MEMBERSHIP_PERIODS, STORES, STAFF, CATEGORIES)
