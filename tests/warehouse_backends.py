@@ -14,10 +14,10 @@ from typing import Any
 import ibis
 import pyarrow as pa
 
-from lianjie.warehouse.tables import TABLES
+from lianjie.warehouse.tables import CUSTOMER_TRAITS, CUSTOMER_TRAITS_SCHEMA, TABLES
 
 BACKENDS = ["duckdb"]
-SCHEMAS = {table.name: table.schema for table in TABLES}
+SCHEMAS = {table.name: table.schema for table in TABLES} | {CUSTOMER_TRAITS: CUSTOMER_TRAITS_SCHEMA}
 
 
 @contextmanager

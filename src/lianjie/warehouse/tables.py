@@ -158,3 +158,17 @@ CATEGORIES = WarehouseTable(
 
 TABLES: tuple[WarehouseTable, ...] = (IDENTITY_MAP, PROFILES, EVENTS, ORDERS, ORDER_LINES, POINTS_ENTRIES,
                                       TIER_ASSIGNMENTS, PROFILE_TAGS, MEMBERSHIP_PERIODS, STORES, STAFF, CATEGORIES)
+
+# ---- derived tables: computed in the warehouse from the copied ones, never copied from the store -----
+
+CUSTOMER_TRAITS = "customer_traits"
+#: One row per merchant and customer (``customer_id`` as in ``identity_map``), rewritten whole by the
+#: traits job. ``rfm_group`` and ``lifecycle_stage`` are codes (audience/traits.py gives zh/en labels);
+#: the ``clv_*`` columns are null where the merchant has too few repeat buyers to fit the models.
+CUSTOMER_TRAITS_SCHEMA = ibis.schema({
+    "tenant_id": "int64", "customer_id": "int64", "computed_at": TS,
+    "first_order_at": TS, "last_order_at": TS,
+    "recency_days": "int64", "frequency": "int64", "monetary_fen": "int64",
+    "r_score": "int64", "f_score": "int64", "m_score": "int64", "rfm_group": "string",
+    "lifecycle_stage": "string",
+    "clv_p_alive": "float64", "clv_expected_purchases": "float64", "clv_expected_value_fen": "int64"})
