@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lianjie.audience import clv, traits
+from lianjie.audience.labels import GROUP_OF
 from lianjie.audience.settings import AudienceSettings, Lifecycle
 from lianjie.warehouse.tables import CUSTOMER_TRAITS
 from tests.warehouse_backends import fill
@@ -111,7 +112,7 @@ def test_rfm_scores_groups_and_stages_with_set_thresholds(rfm_world: Any) -> Non
         assert (row["r_score"], row["f_score"], row["m_score"]) == scores, customer
         assert (row["rfm_group"], row["lifecycle_stage"]) == (group, stage), customer
         assert row["computed_at"] == AS_OF
-    assert {g for _, _, g, _ in EXPECTED.values()} == set(traits.GROUP_OF.values())  # all eight met
+    assert {g for _, _, g, _ in EXPECTED.values()} == set(GROUP_OF.values())  # all eight met
     prospect = rows[13]
     assert prospect["lifecycle_stage"] == "prospect"
     assert all(prospect[k] is None for k in ("recency_days", "frequency", "r_score", "rfm_group", "clv_p_alive"))
