@@ -77,6 +77,9 @@ def warehouse_rebuild_cmd(as_json: JsonFlag = False) -> None:
 @traits_app.command("compute")
 def traits_compute(merchant: Annotated[str | None, typer.Option(
                        "--merchant", "-t", help="Merchant slug or id; default every merchant.")] = None,
+                   as_of: Annotated[dt.datetime | None, typer.Option(
+                       formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+                       help="As of this UTC time (e.g. the end of a historical data set); default now.")] = None,
                    as_json: JsonFlag = False) -> None:
     """Recompute RFM, lifecycle stages and CLV from the warehouse as it is now (run `lianjie warehouse
     sync` first for the latest orders; the daily compute-traits job does both)."""
@@ -90,6 +93,7 @@ def traits_compute(merchant: Annotated[str | None, typer.Option(
         with Progress(console=err, disable=as_json, transient=True) as progress:
             task = progress.add_task("computing traits", total=None)
             result = jobs.compute_traits_for(make_session_factory(engine), settings, merchant=tenant_id,
+                                             as_of=as_of.replace(tzinfo=dt.UTC) if as_of else None,
                                              on_merchant=lambda slug, n: progress.update(
                                                  task, advance=1, description=f"{slug}: {n:,} customers"))
     finally:
@@ -107,7 +111,7 @@ def _show_traits(result: dict[str, Any]) -> None:
         t = run["thresholds"]
         stages = ", ".join(f"{k} {v:,}" for k, v in sorted(run["stages"].items()))
         fitted = "fitted" if run["clv"] else f"not fitted ({run['repeat_buyers']} repeat buyers)"
-        table.add_row(str(run["tenant_id"]), f"{run['customers']:,}", stages,
+        table.add_row(run["slug"], f"{run['customers']:,}", stages,
                       f"{t['at_risk_days']} / {t['lapsed_days']} ({t['source']})", fitted)
     console.print(table)
 

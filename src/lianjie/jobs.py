@@ -130,6 +130,7 @@ def compute_traits_for(factory: sessionmaker[Session], settings: Settings, *, me
         runs = []
         for m in merchants:
             runs.append(traits.compute_merchant(con, m.id, m.timezone, configs[m.id], as_of))
+            runs[-1].slug = m.slug
             if on_merchant is not None:
                 on_merchant(m.slug, runs[-1].rows.num_rows)
         traits.write(con, runs, everyone=merchant is None)

@@ -28,6 +28,7 @@ from tests.commerce.test_catalogue import tree
 from tests.endpoints import Endpoint, check_keys_and_scopes
 from tests.factories import bearer, make_admin_key, make_merchant, make_write_key
 from tests.identity.helpers import msg, send
+from tests.processes import Cli
 
 ENDPOINTS = [
     Endpoint("GET", "/api/v1/audience/settings", "audiences:read"),
@@ -173,3 +174,14 @@ def test_the_job_computes_from_the_store_and_the_profile_shows_it(
         (shop.id, body["customer_id"], "new"), (shop.id, u2, "prospect")}
     assert body["customer_id"] in {member, web}
     assert "compute-traits" in jobs.JOBS
+
+
+def test_the_cli_computes_one_merchant(tmp_path: Path) -> None:
+    """Wiring only (each call is a process start); the computation is tested above."""
+    cli = Cli(tmp_path, None)
+    cli.run("db", "upgrade")
+    cli.json("tenant", "create", "--slug", "huamei", "--name", "华美生活")
+    cli.run("warehouse", "sync")
+    out = cli.json("traits", "compute", "--merchant", "huamei", "--as-of", "2026-03-10", "--json")
+    assert out["computed_at"] == "2026-03-10T00:00:00+00:00"
+    assert [(m["slug"], m["customers"], m["clv"]) for m in out["merchants"]] == [("huamei", 0, None)]

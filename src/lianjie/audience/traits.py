@@ -79,9 +79,10 @@ class MerchantTraits:
     repeat_buyers: int
     clv: dict[str, Any] | None = None  # fitted parameters, or None when not fitted
     counts: dict[str, int] = field(default_factory=dict)
+    slug: str = ""
 
     def summary(self) -> dict[str, Any]:
-        return {"tenant_id": self.tenant_id, "customers": self.rows.num_rows, "stages": self.counts,
+        return {"tenant_id": self.tenant_id, "slug": self.slug, "customers": self.rows.num_rows, "stages": self.counts,
                 "thresholds": {"at_risk_days": self.thresholds.at_risk_days,
                                "lapsed_days": self.thresholds.lapsed_days, "source": self.thresholds.source},
                 "repeat_buyers": self.repeat_buyers, "clv": self.clv}
