@@ -175,6 +175,13 @@ def test_the_job_computes_from_the_store_and_the_profile_shows_it(
     assert body["customer_id"] in {member, web}
     assert "compute-traits" in jobs.JOBS
 
+    # The operator's thresholds apply from the next run: 2 days since the last purchase is past at_risk.
+    client.put("/api/v1/audience/settings", headers=h, json={"lifecycle": {"at_risk_days": 1, "lapsed_days": 10,
+                                                                           "new_days": 5}})
+    again = jobs.compute_traits_for(session_factory, settings, merchant=shop.id, as_of=COMPUTED)
+    assert again["merchants"][0]["thresholds"] == {"at_risk_days": 1, "lapsed_days": 10, "source": "settings"}
+    assert client.get(f"/api/v1/profiles/{web}/traits", headers=h).json()["lifecycle_stage"]["code"] == "at_risk"
+
 
 def test_the_cli_computes_one_merchant(tmp_path: Path) -> None:
     """Wiring only (each call is a process start); the computation is tested above."""
