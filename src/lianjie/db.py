@@ -104,6 +104,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def store_document(session: Session, model: type[Base], tenant_id: int, config: dict[str, Any]) -> None:
+    """Insert or replace a merchant's settings document: a table with one row per merchant keyed by
+    ``tenant_id`` and holding the document in ``config`` (identity rules, points programme, traits)."""
+    row = session.get(model, tenant_id)
+    if row is None:
+        session.add(model(tenant_id=tenant_id, config=config))
+    else:
+        setattr(row, "config", config)  # noqa: B010 - any such model, not one known to mypy
+    session.flush()
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, foreign keys, and transactions that SQLAlchemy (not pysqlite) begins.
 

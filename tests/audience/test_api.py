@@ -173,7 +173,6 @@ def test_the_job_computes_from_the_store_and_the_profile_shows_it(
     assert {(r["tenant_id"], r["customer_id"], r["lifecycle_stage"]) for r in stored} == {
         (shop.id, body["customer_id"], "new"), (shop.id, u2, "prospect")}
     assert body["customer_id"] in {member, web}
-    assert "compute-traits" in jobs.JOBS
 
     # The operator's thresholds apply from the next run: 2 days since the last purchase is past at_risk.
     client.put("/api/v1/audience/settings", headers=h, json={"lifecycle": {"at_risk_days": 1, "lapsed_days": 10,

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from lianjie.audience.models import TraitSettings
+from lianjie.db import store_document
 from lianjie.errors import BadRequest
 
 MAX_DAYS = 3650
@@ -103,10 +104,5 @@ def load(session: Session, tenant_id: int) -> AudienceSettings:
 
 def save(session: Session, tenant_id: int, doc: Any) -> AudienceSettings:
     config = parse(doc)
-    row = session.get(TraitSettings, tenant_id)
-    if row is None:
-        session.add(TraitSettings(tenant_id=tenant_id, config=config.to_json()))
-    else:
-        row.config = config.to_json()
-    session.flush()
+    store_document(session, TraitSettings, tenant_id, config.to_json())
     return config
