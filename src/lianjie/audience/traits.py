@@ -250,8 +250,8 @@ def compute_merchant(con: Any, tenant_id: int, timezone: str, settings: Audience
     values, repeat_buyers, fitted = _clv(rows, settings.clv_horizon_days)
     n = rows.num_rows
     columns: dict[str, Any] = {name: rows[name] for name in rows.column_names}
-    columns |= values | {"tenant_id": pa.array([tenant_id] * n, pa.int64()),
-                         "computed_at": pa.array([as_of] * n, pa.timestamp("us", tz="UTC"))}
+    columns |= values | {"tenant_id": pa.repeat(pa.scalar(tenant_id, pa.int64()), n),
+                         "computed_at": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n)}
     schema = CUSTOMER_TRAITS_SCHEMA.to_pyarrow()
     table = pa.table({name: columns[name] for name in schema.names}).cast(schema)
     stages = pc.value_counts(table["lifecycle_stage"]).to_pylist()
