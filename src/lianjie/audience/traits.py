@@ -102,16 +102,15 @@ def purchase_days(con: Any, tenant_id: int, as_of: dt.datetime, timezone: str) -
     offset = _offset_seconds(timezone, as_of)
     orders, idmap = con.table("orders"), con.table("identity_map")
     mine = idmap.filter(idmap.tenant_id == tenant_id)
-    roots = mine.filter(mine.profile_id == mine.customer_id, ~mine.erased.fill_null(False)).select("customer_id")
-    epoch = orders.ordered_at.epoch_seconds().cast("int64")
-    net = orders.paid_fen - orders.refunded_fen.fill_null(0)
-    bought = orders.filter(orders.tenant_id == tenant_id, orders.status != "refunded", net > 0,
-                           epoch <= int(as_of.timestamp()))
-    bought = bought.join(mine, bought.profile_id == mine.profile_id).select(
-        customer_id=mine.customer_id, ordered_at=bought.ordered_at,
-        net_fen=bought.paid_fen - bought.refunded_fen.fill_null(0),
-        day=(bought.ordered_at.epoch_seconds().cast("int64") + offset) // SECONDS_PER_DAY)
-    bought = bought.semi_join(roots, "customer_id")
+    roots = mine.filter(mine.profile_id == mine.customer_id, ~mine.erased.fill_null(False))
+    owners = mine.semi_join(roots.select("customer_id"), "customer_id")
+    orders = orders.filter(orders.tenant_id == tenant_id).mutate(
+        net_fen=orders.paid_fen - orders.refunded_fen.fill_null(0),
+        epoch=orders.ordered_at.epoch_seconds().cast("int64"))
+    bought = orders.filter(orders.status != "refunded", orders.net_fen > 0, orders.epoch <= int(as_of.timestamp()))
+    bought = bought.join(owners, bought.profile_id == owners.profile_id).select(
+        customer_id=owners.customer_id, ordered_at=bought.ordered_at, net_fen=bought.net_fen,
+        day=(bought.epoch + offset) // SECONDS_PER_DAY)
     days = bought.group_by(["customer_id", "day"]).aggregate(
         net_fen=_.net_fen.sum(), orders=_.count(), first_at=_.ordered_at.min(), last_at=_.ordered_at.max())
     by_customer = ibis.window(group_by=days.customer_id, order_by=days.day)
@@ -125,7 +124,7 @@ def local_day(as_of: dt.datetime, timezone: str) -> int:
     return (int(as_of.timestamp()) + _offset_seconds(timezone, as_of)) // SECONDS_PER_DAY
 
 
-def derive_thresholds(con: Any, days: ibis.Table, settings: AudienceSettings) -> Thresholds:
+def derive_thresholds(days: ibis.Table, settings: AudienceSettings) -> Thresholds:
     """The operator's thresholds, or ones derived from the merchant's own inter-purchase gaps.
 
     Derived: ``at_risk_days`` = the median gap x ``at_risk_factor`` (rounded up); ``lapsed_days`` =
@@ -244,7 +243,7 @@ def compute_merchant(con: Any, tenant_id: int, timezone: str, settings: Audience
     """The merchant's traits as of ``as_of`` (two warehouse queries: the gaps, unless the operator
     set the thresholds, and the per-customer table)."""
     days = purchase_days(con, tenant_id, as_of, timezone)
-    thresholds = derive_thresholds(con, days, settings)
+    thresholds = derive_thresholds(days, settings)
     today = local_day(as_of, timezone)
     rows = traits_table(con, tenant_id, days, today, settings, thresholds).to_pyarrow()
     values, repeat_buyers, fitted = _clv(rows, settings.clv_horizon_days)
