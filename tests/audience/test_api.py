@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie import jobs
+from lianjie import jobs, migrate
 from lianjie.audience.service import replace_traits
 from lianjie.commerce import orders, refunds
 from lianjie.commerce.models import Order
 from lianjie.commerce.schemas import OrderIn, RefundIn
 from lianjie.config import Settings
 from lianjie.crypto import get_cipher
+from lianjie.db import create_db_engine, make_session_factory, transaction
 from lianjie.warehouse import sync
 from lianjie.warehouse.connection import connect
 from lianjie.warehouse.tables import CUSTOMER_TRAITS, CUSTOMER_TRAITS_SCHEMA
@@ -183,11 +184,17 @@ def test_the_job_computes_from_the_store_and_the_profile_shows_it(
 
 
 def test_the_cli_computes_one_merchant(tmp_path: Path) -> None:
-    """Wiring only (each call is a process start); the computation is tested above."""
-    cli = Cli(tmp_path, None)
-    cli.run("db", "upgrade")
-    cli.json("tenant", "create", "--slug", "huamei", "--name", "华美生活")
-    cli.run("warehouse", "sync")
-    out = cli.json("traits", "compute", "--merchant", "huamei", "--as-of", "2026-03-10", "--json")
+    """Wiring only, in one process start (slow on a busy machine): the database, merchant and synced
+    warehouse are made here, where the CLI will find them (./var of its working directory)."""
+    var = tmp_path / "var"
+    var.mkdir()
+    engine = create_db_engine(f"sqlite:///{var / 'lianjie.db'}")
+    migrate.upgrade_engine(engine)
+    factory = make_session_factory(engine)
+    with transaction(factory) as session:
+        make_merchant(session)
+    sync.run(factory, Settings(warehouse_url=f"duckdb:///{var / 'warehouse.duckdb'}"))
+    engine.dispose()
+    out = Cli(tmp_path, None).json("traits", "compute", "--merchant", "huamei", "--as-of", "2026-03-10", "--json")
     assert out["computed_at"] == "2026-03-10T00:00:00+00:00"
     assert [(m["slug"], m["customers"], m["clv"]) for m in out["merchants"]] == [("huamei", 0, None)]
