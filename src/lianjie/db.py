@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Connection,
     DateTime,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from lianjie.config import Settings
@@ -104,14 +105,23 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def store_document(session: Session, model: type[Base], tenant_id: int, config: dict[str, Any]) -> None:
-    """Insert or replace a merchant's settings document: a table with one row per merchant keyed by
-    ``tenant_id`` and holding the document in ``config`` (identity rules, points programme, traits)."""
+class SettingsDocument:
+    """Mixin of a merchant's settings kept as one JSON document, one row per merchant (identity rules,
+    points programme, trait settings): validated and replaced whole, so it needs no columns per rule."""
+
+    tenant_id: Mapped[int] = mapped_column(tenant_fk(), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+def store_document(session: Session, model: type[SettingsDocument], tenant_id: int, config: dict[str, Any]) -> None:
+    """Insert or replace a merchant's settings document."""
     row = session.get(model, tenant_id)
     if row is None:
-        session.add(model(tenant_id=tenant_id, config=config))
-    else:
-        setattr(row, "config", config)  # noqa: B010 - any such model, not one known to mypy
+        row = model()
+        row.tenant_id = tenant_id
+        session.add(row)
+    row.config = config
     session.flush()
 
 

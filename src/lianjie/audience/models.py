@@ -4,22 +4,17 @@ copied from the warehouse so a profile page can show them without reaching the w
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Double, Integer, String
+from sqlalchemy import BigInteger, Double, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lianjie.db import Base, UTCDateTime, tenant_fk, utcnow
+from lianjie.db import Base, SettingsDocument, UTCDateTime, tenant_fk
 
 
-class TraitSettings(Base):
+class TraitSettings(SettingsDocument, Base):
     """A merchant's RFM window, lifecycle thresholds and CLV horizon, as one document (settings.py)."""
 
     __tablename__ = "audience_settings"
-
-    tenant_id: Mapped[int] = mapped_column(tenant_fk(), primary_key=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class CustomerTrait(Base):
