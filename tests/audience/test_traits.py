@@ -208,3 +208,9 @@ def test_clv_matches_the_models_fitted_directly(warehouse: Any) -> None:
         assert row["clv_p_alive"] == pytest.approx(alive[i], rel=1e-3, abs=1e-6), s.customer
         assert row["clv_expected_purchases"] == pytest.approx(expected[i], rel=1e-3), s.customer
         assert row["clv_expected_value_fen"] == pytest.approx(value[i], rel=1e-3, abs=1), s.customer
+
+
+def test_figures_the_models_overflow_on_are_null_not_nan() -> None:
+    """A NaN or infinity would be stored, then break the JSON of /traits; a non-buyer has no figure."""
+    values = np.array([1.5, np.nan, np.inf, 2.0])
+    assert traits._finite(values, np.array([True, True, True, False])).to_pylist() == [1.5, None, None, None]

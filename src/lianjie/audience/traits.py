@@ -225,14 +225,20 @@ def _clv(rows: pa.Table, horizon_days: int) -> tuple[dict[str, pa.Array], int, d
     purchases = bgnbd.expected_purchases(horizon_days / clv.DAYS_PER_WEEK, x, weeks_x, weeks_T)
     fitted: dict[str, Any] = {"bgnbd": {"r": bgnbd.r, "alpha": bgnbd.alpha, "a": bgnbd.a, "b": bgnbd.b},
                               "gamma_gamma": {"p": gamma.p, "q": gamma.q, "gamma": gamma.gamma}}
-    out = {"clv_p_alive": pa.array(alive, mask=~bought),
-           "clv_expected_purchases": pa.array(purchases, mask=~bought),
+    out = {"clv_p_alive": _finite(alive, bought), "clv_expected_purchases": _finite(purchases, bought),
            "clv_expected_value_fen": empty["clv_expected_value_fen"]}
     if gamma.q > 1:
         mean_spend = np.divide(spend, x, out=np.zeros_like(spend), where=repeat)
         value = np.rint(purchases * gamma.expected_spend(x, mean_spend) * 100)
-        out["clv_expected_value_fen"] = pa.array(value.astype(np.int64), mask=~bought)
+        out["clv_expected_value_fen"] = _finite(value, bought).cast(pa.int64())
     return out, repeat_buyers, fitted
+
+
+def _finite(values: np.ndarray[Any, Any], bought: np.ndarray[Any, Any]) -> pa.Array:
+    """The values of buyers, null elsewhere and wherever the models' arithmetic overflowed (a NaN
+    would reach the API as JSON it cannot write)."""
+    keep = bought & np.isfinite(values)
+    return pa.array(np.where(keep, values, 0.0), mask=~keep)
 
 
 # ---- one merchant, and writing -----------------------------------------------------------------------
