@@ -33,9 +33,9 @@ def cohorts(con: Any, tenant_id: int, rng: Range) -> list[CohortRow]:
     every = every.filter(every.customer_id.notnull())
     first = every.group_by("customer_id").agg(first_at=every.ordered_at.min())
     first = first.filter(first.first_at >= rng.start)
-    first = first.select("customer_id", cohort=periods.local_month(first.first_at, rng))
+    first = first.select("customer_id", cohort=periods.local_month(con, first.first_at, rng))
     recent = every.filter(every.ordered_at >= rng.start)
-    active = recent.select("customer_id", month=periods.local_month(recent.ordered_at, rng)).distinct()
+    active = recent.select("customer_id", month=periods.local_month(con, recent.ordered_at, rng)).distinct()
     joined = active.join(first, active.customer_id == first.customer_id)
     cells = joined.group_by(["cohort", "month"]).agg(customers=joined.count())
     counts = {(r["cohort"], r["month"]): number(r["customers"]) for r in cells.to_pyarrow().to_pylist()}

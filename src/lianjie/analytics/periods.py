@@ -6,11 +6,12 @@ is the instants ``[2026-09-30 16:00Z, 2026-10-31 16:00Z)``. The warehouse stores
 query compares ``ordered_at`` with those two instants and never converts a row to find out whether
 it is inside; an order at 23:59 local on 31 October is in, one at 00:00 local on 1 November is out.
 
-Where a figure is per local day, week or month (the trend chart, the cohort matrix), the rows'
-timestamps are shifted by the zone's UTC offset and then truncated in UTC (both DuckDB and PySpark
-sessions run in UTC under Ibis). The offset is a constant for zones without daylight saving; for
-others it is a CASE over the few offset changes inside the range, found here in Python, so the
-expression stays pure Ibis and cheap.
+Where a figure is per local day, week or month (the trend chart, the cohort matrix), each row's
+instant in microseconds plus the zone's UTC offset, divided by a day, is its local day number; weeks
+and months follow from day numbers (a month by comparing with its first day's number, computed here).
+The offset is a constant for zones without daylight saving; for others it is a CASE over the few
+offset changes inside the range, found here in Python. Integers only: no row goes through a time
+zone conversion in the engine, which in DuckDB costs twenty times the whole query.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ibis
+import ibis.expr.datatypes as idt
 import ibis.expr.types as ir
 
 from lianjie.errors import BadRequest
@@ -153,29 +155,83 @@ def offsets(zone: str, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.da
     return stretches
 
 
-def local_time(ts: ir.TimestampValue, rng: Range) -> ir.TimestampValue:
-    """``ts`` (UTC) as the merchant's wall-clock time, for rows inside ``rng``."""
-    stretches = offsets(rng.zone, rng.start, rng.end)
-    shifted = [ts + ibis.interval(seconds=seconds) for _, seconds in stretches]
-    if len(shifted) == 1:
-        return shifted[0]
-    branches = [(ts < stretches[i + 1][0], shifted[i]) for i in range(len(stretches) - 1)]
-    result: Any = ibis.cases(*branches, else_=shifted[-1])
+DAY_US = 86_400_000_000
+EPOCH = dt.date(1970, 1, 1)
+
+
+def _builtin(name: str) -> Any:
+    def function(ts: Any) -> Any: ...
+
+    return ibis.udf.scalar.builtin(function, name=name, signature=((idt.Timestamp(timezone="UTC"),), idt.int64))
+
+
+# A backend's own microseconds-since-epoch of a UTC timestamp. Ibis's epoch_seconds() goes through a
+# cast to a zone-less timestamp, which DuckDB runs through ICU a row at a time: 7M orders took 12 s
+# that way against 0.3 s for epoch_us(). The function is the same on both engines, only its name differs.
+_EPOCH_MICROS = {"duckdb": _builtin("epoch_us"), "pyspark": _builtin("unix_micros")}
+
+
+def epoch_micros(con: Any, ts: ir.TimestampValue) -> ir.IntegerValue:
+    function = _EPOCH_MICROS.get(con.name)
+    if function is None:  # another backend: the portable (slower) way
+        return ts.epoch_seconds().cast("int64") * 1_000_000
+    result: ir.IntegerValue = function(ts)
     return result
 
 
-def bucket(ts: ir.TimestampValue, rng: Range, grain: Grain) -> ir.DateValue:
-    """The local day, week (starting Monday) or month a UTC timestamp falls in, as the bucket's first day."""
-    local = local_time(ts, rng)
+def local_day(con: Any, ts: ir.TimestampValue, rng: Range) -> ir.IntegerValue:
+    """The merchant's local date of a UTC timestamp inside ``rng``, as days since 1970-01-01.
+
+    Integer arithmetic on the instant plus the zone's offset (a CASE over the offset changes inside
+    the range where the zone has daylight saving), so no per-row time zone conversion.
+    """
+    stretches = offsets(rng.zone, rng.start, rng.end)
+    offset: Any = ibis.literal(stretches[-1][1] * 1_000_000)
+    if len(stretches) > 1:
+        offset = ibis.cases(*[(ts < stretches[i + 1][0], stretches[i][1] * 1_000_000)
+                              for i in range(len(stretches) - 1)], else_=offset)
+    day: ir.IntegerValue = (epoch_micros(con, ts) + offset) // DAY_US
+    return day
+
+
+def day_number(day: dt.date) -> int:
+    return (day - EPOCH).days
+
+
+def from_day_number(number: int) -> dt.date:
+    return EPOCH + dt.timedelta(days=number)
+
+
+def _month_starts(rng: Range) -> list[tuple[int, int]]:
+    """(month index, day number of its first day) for each month the range touches."""
+    return [(i, day_number(month_of(i))) for i in range(month_index(rng.first), month_index(rng.last) + 1)]
+
+
+def _by_month(day: ir.IntegerValue, rng: Range, value: int) -> ir.IntegerValue:
+    """The month of a local day number inside ``rng``: its index (value 0) or its first day's number (1)."""
+    months = _month_starts(rng)
+    if len(months) == 1:
+        return ibis.literal(months[0][value], type="int64")
+    cases = [(day < months[i + 1][1], months[i][value]) for i in range(len(months) - 1)]
+    result: Any = ibis.cases(*cases, else_=months[-1][value])
+    return result
+
+
+def bucket(con: Any, ts: ir.TimestampValue, rng: Range, grain: Grain) -> ir.IntegerValue:
+    """The local day, week (from Monday) or month a UTC timestamp inside ``rng`` falls in, as the day
+    number of the bucket's first day (:func:`from_day_number` gives the date)."""
+    day = local_day(con, ts, rng)
     if grain == "day":
-        return local.date()
-    return local.truncate("W" if grain == "week" else "M").date()
+        return day
+    if grain == "week":  # 1970-01-01 was a Thursday: day -3 was a Monday
+        week: ir.IntegerValue = (day + 3) // 7 * 7 - 3
+        return week
+    return _by_month(day, rng, 1)
 
 
-def local_month(ts: ir.TimestampValue, rng: Range) -> ir.IntegerValue:
-    """The local month of a UTC timestamp as :func:`month_index`."""
-    local = local_time(ts, rng)
-    return local.year() * 12 + local.month() - 1
+def local_month(con: Any, ts: ir.TimestampValue, rng: Range) -> ir.IntegerValue:
+    """The local month of a UTC timestamp inside ``rng`` as :func:`month_index`."""
+    return _by_month(local_day(con, ts, rng), rng, 0)
 
 
 def bucket_starts(rng: Range, grain: Grain) -> list[dt.date]:

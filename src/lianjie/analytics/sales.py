@@ -156,10 +156,10 @@ def trend(con: Any, tenant_id: int, rng: Range, grain: Grain) -> list[TrendPoint
     A week or month cut by the range's edge holds only the range's days of it.
     """
     rows = orders_in(con, tenant_id, rng.start, rng.end)
-    rows = rows.mutate(bucket=periods.bucket(rows.ordered_at, rng, grain))
+    rows = rows.mutate(bucket=periods.bucket(con, rows.ordered_at, rng, grain))
     table = rows.group_by("bucket").agg(orders=rows.count(), gross=rows.paid_fen.sum(),
                                          refunded=rows.refunded_fen.sum(), buyers=rows.customer_id.nunique())
-    found = {r["bucket"]: r for r in table.to_pyarrow().to_pylist()}
+    found = {periods.from_day_number(r["bucket"]): r for r in table.to_pyarrow().to_pylist()}
     points = []
     for start in periods.bucket_starts(rng, grain):
         r = found.get(start, {})
