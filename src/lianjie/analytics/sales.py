@@ -57,9 +57,15 @@ def per_order(total: int, orders: int) -> int | None:
 
 
 def customers(con: Any, tenant_id: int) -> ir.Table:
-    """profile_id -> customer_id for one merchant."""
+    """profile_id -> customer_id for one merchant's merged profiles only.
+
+    A profile missing here is its own customer (callers take ``coalesce(customer_id, profile_id)``),
+    so the join that finds each order's customer builds on the merged profiles alone, usually a small
+    part of the map, instead of every profile the merchant has.
+    """
     imap = con.table("identity_map")
-    return imap.filter(imap.tenant_id == tenant_id).select("profile_id", "customer_id")
+    return imap.filter(imap.tenant_id == tenant_id, imap.profile_id != imap.customer_id).select(
+        "profile_id", "customer_id")
 
 
 def orders_in(con: Any, tenant_id: int, start: Any, end: Any) -> ir.Table:
@@ -157,8 +163,11 @@ def trend(con: Any, tenant_id: int, rng: Range, grain: Grain) -> list[TrendPoint
     """
     rows = orders_in(con, tenant_id, rng.start, rng.end)
     rows = rows.mutate(bucket=periods.bucket(con, rows.ordered_at, rng, grain))
-    table = rows.group_by("bucket").agg(orders=rows.count(), gross=rows.paid_fen.sum(),
-                                         refunded=rows.refunded_fen.sum(), buyers=rows.customer_id.nunique())
+    # Per customer first, then per bucket: cheaper than a count(distinct) inside each bucket.
+    per = rows.group_by(["bucket", "customer_id"]).agg(orders=rows.count(), gross=rows.paid_fen.sum(),
+                                                        refunded=rows.refunded_fen.sum())
+    table = per.group_by("bucket").agg(orders=per.orders.sum(), gross=per.gross.sum(), refunded=per.refunded.sum(),
+                                        buyers=per.count(where=per.customer_id.notnull()))
     found = {periods.from_day_number(r["bucket"]): r for r in table.to_pyarrow().to_pylist()}
     points = []
     for start in periods.bucket_starts(rng, grain):
