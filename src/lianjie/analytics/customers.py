@@ -52,20 +52,25 @@ def cohorts(con: Any, tenant_id: int, rng: Range) -> list[CohortRow]:
 def rfm(con: Any, tenant_id: int) -> Rfm:
     """Customers per RFM group from the latest ``customer_traits``, biggest group first."""
     traits = con.table("customer_traits")
+    # Integer columns only, and sums rather than means: the table's float columns (CLV) are not needed,
+    # and the averages are exact divisions done here.
+    traits = traits.select("tenant_id", "rfm_group", "monetary_fen", "recency_days", "frequency", "computed_at")
     traits = traits.filter(traits.tenant_id == tenant_id)
     table = traits.group_by("rfm_group").agg(
-        customers=traits.count(), monetary=traits.monetary_fen.sum(), recency=traits.recency_days.mean(),
-        frequency=traits.frequency.mean(), computed_at=traits.computed_at.max())
+        customers=traits.count(), monetary=traits.monetary_fen.sum(), recency=traits.recency_days.sum(),
+        with_recency=traits.recency_days.count(), frequency=traits.frequency.sum(),
+        with_frequency=traits.frequency.count(), computed_at=traits.computed_at.max())
     found = table.to_pyarrow().to_pylist()
     total = sum(number(r["customers"]) for r in found)
     groups = [RfmGroup(rfm_group=r["rfm_group"], customers=number(r["customers"]),
                        share=round(number(r["customers"]) / total, 4), monetary_fen=number(r["monetary"]),
-                       avg_recency_days=_round(r["recency"]), avg_frequency=_round(r["frequency"]))
+                       avg_recency_days=_average(r["recency"], r["with_recency"]),
+                       avg_frequency=_average(r["frequency"], r["with_frequency"]))
               for r in found]
     stamps = [r["computed_at"] for r in found if r["computed_at"] is not None]
     return Rfm(computed_at=max(stamps) if stamps else None, customers=total,
                groups=sorted(groups, key=lambda g: (-g.customers, g.rfm_group or "")))
 
 
-def _round(value: Any) -> float | None:
-    return None if value is None or value != value else round(float(value), 2)
+def _average(total: Any, count: Any) -> float | None:
+    return round(number(total) / number(count), 2) if number(count) else None
