@@ -70,8 +70,8 @@ def customers(con: Any, tenant_id: int) -> ir.Table:
 
 def orders_in(con: Any, tenant_id: int, start: Any, end: Any) -> ir.Table:
     """The merchant's orders placed in ``[start, end)`` (start None: since the beginning), with their
-    ``customer_id``: the customer of the order's profile, the profile itself when the identity map has
-    not caught up with it yet, null for a guest."""
+    ``customer_id``: the customer the order's profile was merged into, else the profile itself (also
+    when the identity map has not caught up with a new profile yet), null for a guest."""
     orders = con.table("orders")
     where = [orders.tenant_id == tenant_id, orders.ordered_at < end]
     if start is not None:
