@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie import __version__, wiring
+from lianjie.analytics.api import router as analytics_router
 from lianjie.audience.api import router as audience_router
 from lianjie.commerce.api import router as commerce_router
 from lianjie.config import Settings, get_settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None,
     app.include_router(coalition_router)
     app.include_router(coupons_router)
     app.include_router(audience_router)
+    app.include_router(analytics_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz(session: DbSession) -> dict[str, Any]:
