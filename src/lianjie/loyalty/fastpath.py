@@ -34,13 +34,20 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from lianjie.loyalty import programme
 from lianjie.loyalty.programme import ProgrammeConfig
 
-_APPLY = ("SELECT * FROM loyalty_apply(%s::bigint, %s::bigint, %s::text, %s::text, %s::json, %s::bigint, %s::text, "
-          "%s::text, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::text)")
+# A connection with this execution option set to True takes the Python path on PostgreSQL too, as the
+# parity test does: ``session.connection().execution_options(**{fastpath.PYTHON_LEDGER: True})``.
+PYTHON_LEDGER = "lianjie_python_ledger"
+
+# The request goes through jsonb, as the Python path's does (pipeline.read), so both store its keys
+# in jsonb's order and a 409 shows it alike.
+_APPLY = ("SELECT * FROM loyalty_apply(%s::bigint, %s::bigint, %s::text, %s::text, %s::jsonb::json, %s::bigint, "
+          "%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::text)")
 _CONFIRM = "SELECT * FROM loyalty_confirm_hold(%s::bigint, %s::bigint, %s::timestamptz)"
 
 
@@ -89,6 +96,11 @@ class _Programmes:
 
 
 _programmes = _Programmes({}, threading.Lock())
+
+
+def applies(conn: Connection) -> bool:
+    """Whether ``conn`` takes this path: PostgreSQL, unless told to take the Python path."""
+    return conn.dialect.name == "postgresql" and not conn.get_execution_options().get(PYTHON_LEDGER, False)
 
 
 def _call(session: Session, sql: str, params: tuple[Any, ...]) -> Any:

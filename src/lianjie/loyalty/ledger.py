@@ -383,7 +383,7 @@ def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points:
         _check_points(points)
     conn, now = session.connection(), utcnow()
     request = {"profile_id": profile_id, "points": points, "event": event, "reason": reason}
-    if points is not None and pipeline.is_postgresql(conn):
+    if points is not None and fastpath.applies(conn):
         return _fast(session, tenant_id, profile_id, key, OperationKind.EARN, request, points, now, reason=reason,
                      operator=operator)
     got = _gather(session, conn, tenant_id, profile_id, key, OperationKind.EARN, request, now, for_root=True,
@@ -512,7 +512,7 @@ def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: i
     conn, now = session.connection(), utcnow()
     kind = OperationKind.HOLD if hold else OperationKind.SPEND
     request = {"profile_id": profile_id, "points": points, "order_no": order_no, "reason": reason}
-    if pipeline.is_postgresql(conn):
+    if fastpath.applies(conn):
         return _fast(session, tenant_id, profile_id, key, kind, request, points, now, order_no=order_no, reason=reason)
     got = _gather(session, conn, tenant_id, profile_id, key, kind, request, now, lots=True, order_no=order_no,
                   reason=reason, points=-points, hold_status=HoldStatus.HELD.value if hold else None)
@@ -549,7 +549,7 @@ def _hold(session: Session, tenant_id: int, hold_id: int, row: Any = None) -> An
 
 def confirm_hold(session: Session, tenant_id: int, hold_id: int) -> Result:
     """The till took payment: the held points stay spent. Confirming twice is harmless."""
-    now, fast = utcnow(), pipeline.is_postgresql(session.connection())
+    now, fast = utcnow(), fastpath.applies(session.connection())
     # PostgreSQL: one call that confirms the hold if it may be confirmed, answering with the row as it was.
     row = _hold(session, tenant_id, hold_id, fastpath.confirm_hold(session, tenant_id, hold_id, now) if fast else None)
     if row.hold_status == HoldStatus.CANCELLED.value:
