@@ -50,6 +50,8 @@ DECLARE
     v_lots bigint[] := '{}';
     v_lot_accounts bigint[] := '{}';
     v_steps bigint[] := '{}';
+    v_debits bigint[] := '{}';  -- per account of v_accounts, what it gives
+    v_i int;
     v_taken bigint := 0;
     v_step bigint;
     r record;
@@ -101,12 +103,12 @@ BEGIN
                                  created_at)
         VALUES (p_tenant, v_account, op_id, p_points, p_points - v_repay, p_now, p_lot_expires_at, p_now)
         RETURNING id INTO v_lot;
+        UPDATE points_accounts SET balance = balance + p_points, debt = debt - v_repay WHERE id = v_account;
         INSERT INTO points_entries (tenant_id, account_id, operation_id, lot_id, kind, amount, created_at)
         SELECT p_tenant, v_account, op_id, e.lot, e.kind, e.amount, p_now
           FROM (VALUES (1, v_lot, 'credit', p_points), (2, v_lot, 'repay', -v_repay), (3, NULL, 'repay', v_repay))
                AS e(n, lot, kind, amount)
          WHERE e.n = 1 OR v_repay > 0 ORDER BY e.n;
-        UPDATE points_accounts SET balance = balance + p_points, debt = debt - v_repay WHERE id = v_account;
         points := p_points;
         status := 'done';
         RETURN;
@@ -128,6 +130,8 @@ BEGIN
             v_lot_accounts := v_lot_accounts || r.account_id;
             v_steps := v_steps || v_step;
             v_taken := v_taken + v_step;
+            v_i := array_position(v_accounts, r.account_id);
+            v_debits[v_i] := coalesce(v_debits[v_i], 0) + v_step;
         END IF;
     END LOOP;
     IF p_points > spendable THEN
@@ -136,14 +140,21 @@ BEGIN
         status := 'insufficient';
         RETURN;
     END IF;
+    -- Row by row, by primary key: a join to unnest() may be planned as a scan of the whole table. The
+    -- rows are updated before the entries that name them are inserted: the entries' foreign key checks
+    -- then find them locked by this transaction already, where they would otherwise share-lock them and
+    -- make the update that follows record both (a multixact, which costs more than the rest together).
+    FOR v_i IN 1..coalesce(array_length(v_lots, 1), 0) LOOP
+        UPDATE points_lots SET remaining = remaining - v_steps[v_i] WHERE id = v_lots[v_i];
+    END LOOP;
+    FOR v_i IN 1..coalesce(array_length(v_accounts, 1), 0) LOOP
+        IF v_debits[v_i] IS NOT NULL THEN
+            UPDATE points_accounts SET balance = balance - v_debits[v_i] WHERE id = v_accounts[v_i];
+        END IF;
+    END LOOP;
     INSERT INTO points_entries (tenant_id, account_id, operation_id, lot_id, kind, amount, created_at)
     SELECT p_tenant, e.account, op_id, e.lot, 'debit', -e.step, p_now
       FROM unnest(v_lot_accounts, v_lots, v_steps) WITH ORDINALITY AS e(account, lot, step, n) ORDER BY e.n;
-    UPDATE points_lots l SET remaining = l.remaining - t.step
-      FROM unnest(v_lots, v_steps) AS t(lot, step) WHERE l.id = t.lot;
-    UPDATE points_accounts a SET balance = a.balance - t.step
-      FROM (SELECT u.account, sum(u.step) AS step FROM unnest(v_lot_accounts, v_steps) AS u(account, step)
-            GROUP BY u.account) t WHERE a.id = t.account;
     points := -p_points;
     hold_status := CASE WHEN p_kind = 'hold' THEN 'held' END;
     status := 'done';
