@@ -12,10 +12,11 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lianjie.errors import LianjieError
+from lianjie.db import utcnow
+from lianjie.errors import Conflict, LianjieError, NotFound
 from lianjie.loyalty import fastpath, ledger
 from lianjie.loyalty.models import PointsAccount, PointsEntry, PointsLot, PointsOperation
 from tests.factories import make_merchant
@@ -159,11 +160,11 @@ class Till:
         return {
             "operations": [(o.idempotency_key, o.kind, profile.get(o.profile_id or 0), request(o.request), o.points,
                             o.spend_fen, o.order_no, o.reason, o.operator, o.outcome, o.hold_status,
-                            o.hold_expires_at - o.created_at if o.hold_expires_at else None) for o in ops],
+                            span(o.hold_expires_at, o.created_at)) for o in ops],
             "accounts": [(profile[a.profile_id], a.balance, a.debt) for a in accounts],
             "lots": [(account_rank[lot.account_id], op_rank[lot.operation_id], lot.amount, lot.remaining,
                       lot.available_at - op_at[lot.operation_id],
-                      lot.expires_at - lot.available_at if lot.expires_at else None) for lot in lots],
+                      span(lot.expires_at, lot.available_at)) for lot in lots],
             "entries": [(account_rank[e.account_id], op_rank[e.operation_id], lot_rank.get(e.lot_id or 0), e.kind,
                          e.amount) for e in entries],
         }
@@ -183,3 +184,54 @@ def test_one_call_operations_write_what_the_python_ledger_writes(db: Session, se
     kinds = {a[0] for a in python.answers if isinstance(a, tuple)}
     assert {"ok", "again", "refused", "settled"} <= kinds  # the sequence exercised replays and refusals
     check_invariants(db, fast.shop.id, allow_debt=policy != "clawback_then_write_off")
+
+
+def test_confirming_answers_alike_for_every_state_of_a_hold(db: Session) -> None:
+    """A lapsed hold stays held (409 hold_lapsed), a cancelled one is 409, another merchant's hold and
+    an operation that is no hold are 404; confirming twice is a replay."""
+    shop, other = make_merchant(db, "hold-shop"), make_merchant(db, "other-shop")
+    buyer = person(db, shop.id, "U1")
+    ledger.earn(db, shop.id, buyer, "e", points=100)
+    lapsed, cancelled, fine = (ledger.spend(db, shop.id, buyer, f"h{n}", 10, hold=True).operation_id
+                               for n in range(3))
+    db.execute(update(PointsOperation).where(PointsOperation.id == lapsed)
+               .values(hold_expires_at=utcnow() - dt.timedelta(seconds=1)))
+    ledger.cancel_hold(db, shop.id, cancelled)
+    codes = {}
+    for name, tenant, hold in [("lapsed", shop.id, lapsed), ("cancelled", shop.id, cancelled),
+                               ("elsewhere", other.id, fine), ("no hold", shop.id, lapsed - 1)]:
+        with pytest.raises((Conflict, NotFound)) as caught:
+            ledger.confirm_hold(db, tenant, hold)
+        codes[name] = caught.value.code
+    assert codes == {"lapsed": "hold_lapsed", "cancelled": "hold_cancelled", "elsewhere": "hold_not_found",
+                     "no hold": "hold_not_found"}
+    assert db.scalar(select(PointsOperation.hold_status).where(PointsOperation.id == lapsed)) == "held"
+    first, second = ledger.confirm_hold(db, shop.id, fine), ledger.confirm_hold(db, shop.id, fine)
+    assert (first.replayed, second.replayed, second.hold_status) == (False, True, "confirmed")
+
+
+def span(end: dt.datetime | None, start: dt.datetime) -> dt.timedelta | None:
+    return end - start if end is not None else None
+
+
+def test_a_saved_programme_applies_to_the_next_operation(db: Session) -> None:
+    """The server function writes only under the programme the caller computed from: a hold after the
+    merchant changed hold_minutes lasts the new time, a lot expires by the new rule."""
+    shop = make_merchant(db, "rules-shop")
+    set_programme(db, shop.id, hold_minutes=15, expiry={"kind": "days", "n": 10})
+    buyer = person(db, shop.id, "U1")
+    ledger.earn(db, shop.id, buyer, "e1", points=100)
+    ledger.spend(db, shop.id, buyer, "h1", 10, hold=True)
+    set_programme(db, shop.id, hold_minutes=45, expiry={"kind": "days", "n": 20})
+    ledger.earn(db, shop.id, buyer, "e2", points=100)
+    ledger.spend(db, shop.id, buyer, "h2", 10, hold=True)
+    holds = db.execute(select(PointsOperation.hold_expires_at, PointsOperation.created_at).where(
+        PointsOperation.tenant_id == shop.id, PointsOperation.kind == "hold").order_by(PointsOperation.id)).all()
+    assert [span(end, start) for end, start in holds] == [dt.timedelta(minutes=15), dt.timedelta(minutes=45)]
+    lots = db.execute(select(PointsLot.expires_at, PointsLot.available_at).where(PointsLot.tenant_id == shop.id)
+                      .order_by(PointsLot.id)).all()
+    assert [span(end, start) for end, start in lots] == [dt.timedelta(days=10), dt.timedelta(days=20)]
+    with pytest.raises(NotFound) as caught:
+        ledger.spend(db, shop.id, 10**12, "h3", 10)
+    assert caught.value.code == "profile_not_found"
+    assert db.scalar(select(PointsOperation.id).where(PointsOperation.idempotency_key == "h3")) is None
