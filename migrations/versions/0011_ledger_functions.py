@@ -42,7 +42,8 @@ CREATE FUNCTION loyalty_apply(
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
-    v_accounts bigint[];
+    v_accounts bigint[] := '{}';
+    v_member bigint;
     v_account bigint;
     v_debt bigint;
     v_lot bigint;
@@ -115,9 +116,16 @@ BEGIN
     END IF;
 
     -- 2. lock the customer's accounts in id order; 3. take from the spendable lots, soonest-expiring first
+    -- Found profile by profile, then locked by id: a generic plan for ``profile_id = ANY(members)``
+    -- reads every account of the merchant.
+    FOREACH v_member IN ARRAY members LOOP
+        SELECT a.id INTO v_account FROM points_accounts a WHERE a.tenant_id = p_tenant AND a.profile_id = v_member;
+        IF FOUND THEN
+            v_accounts := v_accounts || v_account;
+        END IF;
+    END LOOP;
     SELECT array_agg(a.id ORDER BY a.id), coalesce(sum(a.debt), 0) INTO v_accounts, v_debt
-      FROM (SELECT a.id, a.debt FROM points_accounts a WHERE a.tenant_id = p_tenant AND a.profile_id = ANY(members)
-            ORDER BY a.id FOR UPDATE) a;
+      FROM (SELECT a.id, a.debt FROM points_accounts a WHERE a.id = ANY(v_accounts) ORDER BY a.id FOR UPDATE) a;
     spendable := -v_debt;
     FOR r IN SELECT l.id, l.account_id, l.remaining FROM points_lots l
               WHERE l.account_id = ANY(v_accounts) AND l.remaining > 0 AND l.available_at <= p_now
