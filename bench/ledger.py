@@ -7,9 +7,11 @@ random customers in their own transactions: earn, spend, and spend as a hold the
 operation each). The threads are spread over --processes processes, as requests are over the
 server's worker processes (`lianjie serve --workers 2` on this 2-core machine). As the same-run
 baseline the same threads run ``UPDATE … SET n = n + 1 WHERE id = ?`` on a plain table of as many
-rows, one transaction per statement, through the same kind of engine.
+rows, one transaction per statement, through the same kind of engine; the two loops take turns
+(--rounds), so that load from elsewhere on the machine falls on both.
 
-    python bench/ledger.py [--ops 4000] [--clients 16] [--processes 2] [--customers 1000] [--postgres-url URL]
+    python bench/ledger.py [--ops 4000] [--rounds 3] [--clients 16] [--processes 2] [--customers 1000]
+                           [--postgres-url URL]
 """
 
 from __future__ import annotations
@@ -95,16 +97,16 @@ def _client_process(make_work: Maker, url: str, tenant_id: int, ids: list[Any], 
 
 
 def run_clients(make_work: Maker, url: str, tenant_id: int, ids: list[Any], args: argparse.Namespace,
-                progress: Progress, label: str) -> tuple[float, list[float]]:
-    """``args.ops`` operations from ``args.clients`` threads spread over ``args.processes`` processes
-    (like the server's worker processes); returns the seconds from the start signal to the last
-    operation, and every operation's latency."""
+                progress: Progress, label: str, first: int = 0) -> tuple[float, list[float]]:
+    """``args.ops`` operations (numbered from ``first``) from ``args.clients`` threads spread over
+    ``args.processes`` processes (like the server's worker processes); returns the seconds from the
+    start signal to the last operation, and every operation's latency."""
     context = multiprocessing.get_context("spawn")
     barrier, done, results = context.Barrier(args.processes + 1), context.Value("i", 0), context.Queue()
     shares = [args.ops // args.processes + (p < args.ops % args.processes) for p in range(args.processes)]
     threads = [args.clients // args.processes + (p < args.clients % args.processes) for p in range(args.processes)]
     workers = [context.Process(target=_client_process, args=(make_work, url, tenant_id, ids, threads[p], shares[p],
-                                                             sum(shares[:p]), barrier, done, results))
+                                                             first + sum(shares[:p]), barrier, done, results))
                for p in range(args.processes)]
     for worker in workers:
         worker.start()
@@ -174,9 +176,18 @@ def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) 
     tenant_id, ids = setup(factory, args.customers)
     create_counters(engine, args.customers)
     engine.dispose()
-    base_s, base_lat = run_clients(update_maker, url, tenant_id, ids, args, progress, f"{label}: UPDATE loop")
-    ledger_s, ledger_lat = run_clients(ledger_maker, url, tenant_id, ids, args, progress, f"{label}: ledger")
-    return figures(label, args.ops, (ledger_s, ledger_lat), (base_s, base_lat))
+    # The two loops take turns, --rounds times, so that a burst of load from elsewhere on the machine
+    # falls on both rather than on whichever ran at the time.
+    base: tuple[float, list[float]] = (0.0, [])
+    run: tuple[float, list[float]] = (0.0, [])
+    share = argparse.Namespace(**vars(args) | {"ops": args.ops // args.rounds})
+    for n in range(args.rounds):
+        s, lat = run_clients(update_maker, url, tenant_id, ids, share, progress, f"{label}: UPDATE loop {n + 1}")
+        base = (base[0] + s, base[1] + lat)
+        s, lat = run_clients(ledger_maker, url, tenant_id, ids, share, progress, f"{label}: ledger {n + 1}",
+                             first=n * share.ops)
+        run = (run[0] + s, run[1] + lat)
+    return figures(label, share.ops * args.rounds, run, base)
 
 
 def figures(label: str, ops: int, run: tuple[float, list[float]], baseline: tuple[float, list[float]]
@@ -222,10 +233,13 @@ def run_bench(doc: str | None, name: str, column: str, run_one: Callable[..., di
 
 
 def main() -> None:
-    run_bench(__doc__, "ledger", "ledger ops/s", run_one, lambda args: (
+    def rounds(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--rounds", type=int, default=3, help="turns the UPDATE loop and the ledger take")
+
+    run_bench(__doc__, "ledger", "ledger ops/s", run_one, more_options=rounds, note=lambda args: (
         f"({args.clients} client threads in {args.processes} processes, each operation its own transaction "
         f"on {args.customers} customers: 45% earn, 40% spend, 15% hold then confirm; baseline = single-row "
-        "UPDATE per transaction)"))
+        f"UPDATE per transaction; the two took {args.rounds} turns each)"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ each statement costs the server its own parse, bind and executor start. Here:
    amounts and the operation's last details.
 
 Both run with cached generic plans (:data:`PLAN_ONCE`). SQLite runs in-process, where a statement
-costs little, so it keeps the plain path.
+costs little, so it keeps the plain path. The tills' hot operations (earning a given number of
+points, spend, hold, confirm) go further, to one call of a server function: loyalty/fastpath.py.
 """
 
 from __future__ import annotations
