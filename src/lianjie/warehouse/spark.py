@@ -307,6 +307,9 @@ class SparkWarehouse(Backend):  # type: ignore[misc]
 
 def connect(master: str, root: Path, declared: Mapping[str, ibis.Schema], **config: str) -> SparkWarehouse:
     """The warehouse whose tables live in folders under ``root``."""
+    root = root.resolve()
+    # Spark's own default database lives here instead of ./spark-warehouse (the first session's wins).
+    config = {"spark.sql.warehouse.dir": (root / ".spark").as_uri()} | config
     con: SparkWarehouse = SparkWarehouse().connect(session(master, **config))
-    con._configure(root.resolve(), declared)
+    con._configure(root, declared)
     return con
