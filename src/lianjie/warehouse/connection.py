@@ -62,7 +62,7 @@ def connect_spark(url: str, settings: Settings, **config: str) -> Any:
 
 def _java_home() -> bool:
     home = os.environ.get("JAVA_HOME")
-    return bool(home) and (Path(home) / "bin" / "java").exists()
+    return home is not None and (Path(home) / "bin" / "java").exists()
 
 
 def connect(settings: Settings) -> Any:

@@ -142,7 +142,9 @@ class SparkWarehouse(Backend):  # type: ignore[misc]
         self._db = database_name(root)
         self._fresh: set[str] = set()  # registered and refreshed on this connection
         root.mkdir(parents=True, exist_ok=True)
-        self._session.sql(f"CREATE DATABASE IF NOT EXISTS `{self._db}` LOCATION '{root.as_uri()}'")
+        # Spark deletes a dropped database's folder: keep it apart from the tables' folders.
+        location = (root / ".spark" / self._db).as_uri()
+        self._session.sql(f"CREATE DATABASE IF NOT EXISTS `{self._db}` LOCATION '{location}'")
 
     # ---- the catalog follows the folders ----------------------------------------------------------
 
@@ -297,11 +299,17 @@ class SparkWarehouse(Backend):  # type: ignore[misc]
     def disconnect(self) -> None:
         """Keep the process's SparkSession (starting another costs seconds); it ends with the process."""
 
-    def drop_warehouse(self) -> None:
-        """Drop this warehouse's database and folder (tests' throwaway warehouses)."""
-        self._session.sql(f"DROP DATABASE IF EXISTS `{self._db}` CASCADE")
+    def forget_catalog(self) -> None:
+        """Drop what this process's Spark catalog knows of the warehouse, keeping its folders: the
+        state a new process starts in (the next connection finds the tables again)."""
+        self._session.sql(f"DROP DATABASE IF EXISTS `{self._db}` CASCADE")  # external tables: files stay
         for key in [key for key in _REGISTERED if key[0] == self._db]:
             del _REGISTERED[key]
+        self._fresh.clear()
+
+    def drop_warehouse(self) -> None:
+        """Drop this warehouse's database and folder (tests' throwaway warehouses)."""
+        self.forget_catalog()
         shutil.rmtree(self._root, ignore_errors=True)
 
 

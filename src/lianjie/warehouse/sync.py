@@ -98,7 +98,9 @@ def replace_rows(con: Any, table: str, key: str, ids: Sequence[int], rows: pa.Ta
             con.con.unregister("_lianjie_ids")
         else:
             current = con.table(table)
-            con.create_table(table, obj=current.filter(~current[key].isin(ibis.memtable(gone).id)), overwrite=True)
+            column = current[key]  # rows without a key stay, as DELETE ... WHERE key IN (...) keeps them
+            kept = current.filter(column.isnull() | ~column.isin(ibis.memtable(gone).id))
+            con.create_table(table, obj=kept, overwrite=True)
     if rows.num_rows:
         con.insert(table, rows)
 
