@@ -97,9 +97,10 @@ def replace_rows(con: Any, table: str, key: str, ids: Sequence[int], rows: pa.Ta
             con.con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT id FROM _lianjie_ids)")
             con.con.unregister("_lianjie_ids")
         else:
-            current = con.table(table)
-            column = current[key]  # rows without a key stay, as DELETE ... WHERE key IN (...) keeps them
-            kept = current.filter(column.isnull() | ~column.isin(ibis.memtable(gone).id))
+            # An anti join (a hash join), not NOT IN (...): Spark plans that as a nested loop over
+            # both sides. Rows without a key match nothing and stay, as DELETE ... IN (...) keeps them.
+            current, ids_table = con.table(table), ibis.memtable(gone)
+            kept = current.anti_join(ids_table, current[key] == ids_table.id)
             con.create_table(table, obj=kept, overwrite=True)
     if rows.num_rows:
         con.insert(table, rows)
