@@ -11,6 +11,7 @@ tables. Without Java or pyspark the Spark runs are skipped, except under ``CI=tr
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -44,8 +45,10 @@ SPARK_TEST_CONFIG = {
 
 @cache
 def _spark_base() -> Path:
-    """This test process's folder for Spark warehouses (one subfolder per test)."""
-    return Path(tempfile.mkdtemp(prefix="lianjie-spark-"))
+    """This test process's folder for Spark warehouses (one subfolder per test), gone at exit."""
+    base = Path(tempfile.mkdtemp(prefix="lianjie-spark-"))
+    atexit.register(shutil.rmtree, base, True)
+    return base
 
 
 @contextmanager
