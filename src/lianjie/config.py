@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(default=1, ge=1, description="Server processes for `lianjie serve`.")
-    warehouse_url: str | None = Field(default=None, description="duckdb:///path; default: var_dir/warehouse.duckdb.")
+    warehouse_url: str | None = Field(
+        default=None, description="duckdb:///path or spark://local[N][/dir]; default: var_dir/warehouse.duckdb.")
     jobs_enabled: bool = Field(default=True, description="Run the background jobs inside `lianjie serve`.")
     jobs_url: str | None = Field(default=None, description="redis://… for the job queue; default: var_dir/jobs.db.")
     sqlite_busy_timeout_ms: int = 30_000

@@ -1,5 +1,5 @@
-"""The warehouse sync: a real DuckDB warehouse filled from the real operational store (SQLite and
-PostgreSQL), checked against the store itself after orders, a merge, a refund, an unmerge and an
+"""The warehouse sync: a real warehouse (DuckDB and PySpark) filled from the real operational store
+(SQLite and PostgreSQL), checked against the store itself after orders, a merge, a refund, an unmerge and an
 erasure, and a rebuild that gives the same warehouse as the syncs did."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import datetime as dt
 import json
 from typing import Any
 
-import ibis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,7 +56,7 @@ def _check_orders_match(db: Session, con: Any) -> None:
             for r in _warehouse(con, "order_lines")} == lines
 
 
-def test_sync_follows_the_store(db: Session, session_factory: sessionmaker[Session]) -> None:
+def test_sync_follows_the_store(db: Session, session_factory: sessionmaker[Session], warehouse: Any) -> None:
     shop = make_merchant(db)
     tree(db, shop.id)
     viewed = msg("track", anonymousId="web-1", event="Product Viewed", properties={"sku": "SKU-1"})
@@ -69,7 +68,7 @@ def test_sync_follows_the_store(db: Session, session_factory: sessionmaker[Sessi
     _order(db, shop.id, "SO-1", {"member_no": "M001"}, 2)
     _order(db, shop.id, "SO-2", None, 1)  # a guest
     db.flush()
-    con = ibis.duckdb.connect()
+    con = warehouse
 
     first = sync.sync(session_factory, con)
     assert first.rows["events"] == db.scalar(select(func.count()).select_from(Event))

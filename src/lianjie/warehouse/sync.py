@@ -11,8 +11,11 @@ the operational store, and analytics join through the map. A PIPL erasure blanks
 operational store; the next sync deletes the person's events from the warehouse and copies them
 again as they now are (without the personal fields), so the warehouse forgets what the store forgot.
 
-Writes use DuckDB's own connection for the deletes Ibis does not express; everything that reads the
-warehouse (segments, traits, KPIs) goes through Ibis.
+Every write goes through Ibis and works on DuckDB and on PySpark, except one: deleting rows by key
+(:func:`replace_rows`), which Ibis does not express. DuckDB deletes with its own DELETE; Spark's
+parquet tables have none, so there the table is rewritten without those rows (the Spark backend
+writes the new folder beside the old one, so the rewrite may read the table it replaces). A first
+sync deletes nothing, so loading a large world never rewrites a table.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from lianjie.warehouse.connection import connect
 from lianjie.warehouse.tables import EVENTS, ORDER_LINES, ORDERS, TABLES, AnySelect, WarehouseTable
 
 STATE = "_sync_state"
+STATE_SCHEMA = ibis.schema({"name": "string", "value": "string"})
 CHUNK = 50_000
 # A transaction that started before the last sync but committed after it has an updated_at before
 # the watermark; going back this far picks it up again (rows are replaced by key, so twice is harmless).
@@ -66,8 +70,8 @@ def _state(con: Any) -> dict[str, str]:
 
 
 def _save_state(con: Any, state: dict[str, str]) -> None:
-    con.con.execute(f"DELETE FROM {STATE}")
-    con.insert(STATE, pa.table({"name": list(state), "value": list(state.values())}))
+    rows = pa.table({"name": list(state), "value": list(state.values())})
+    con.create_table(STATE, obj=rows, schema=STATE_SCHEMA, overwrite=True)
 
 
 def _arrow(table: WarehouseTable, rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -84,11 +88,27 @@ def _chunks(factory: sessionmaker[Session], query: AnySelect) -> Iterator[Sequen
         yield from result.partitions()
 
 
-def _delete(con: Any, table: str, key: str, ids: list[Any]) -> None:
+def replace_rows(con: Any, table: str, key: str, ids: Sequence[int], rows: pa.Table) -> None:
+    """Delete ``table``'s rows whose ``key`` is one of ``ids``, then insert ``rows``."""
     if ids:
-        con.con.register("_lianjie_ids", pa.table({"id": ids}))
-        con.con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT id FROM _lianjie_ids)")
-        con.con.unregister("_lianjie_ids")
+        gone = pa.table({"id": pa.array(ids, pa.int64())})
+        if con.name == "duckdb":
+            con.con.register("_lianjie_ids", gone)
+            con.con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT id FROM _lianjie_ids)")
+            con.con.unregister("_lianjie_ids")
+        else:
+            # An anti join (a hash join), not NOT IN (...): Spark plans that as a nested loop over
+            # both sides. Rows without a key match nothing and stay, as DELETE ... IN (...) keeps them.
+            current, ids_table = con.table(table), ibis.memtable(gone)
+            kept = current.anti_join(ids_table, current[key] == ids_table.id)
+            con.create_table(table, obj=kept, overwrite=True)
+    if rows.num_rows:
+        con.insert(table, rows)
+
+
+def _rows(factory: sessionmaker[Session], table: WarehouseTable, query: AnySelect) -> pa.Table:
+    parts = [_arrow(table, rows) for rows in _chunks(factory, query)]
+    return pa.concat_tables(parts) if parts else table.schema.to_pyarrow().empty_table()
 
 
 def _copy(con: Any, factory: sessionmaker[Session], table: WarehouseTable, query: AnySelect,
@@ -105,8 +125,7 @@ def _copy(con: Any, factory: sessionmaker[Session], table: WarehouseTable, query
 
 
 def _refresh(con: Any, factory: sessionmaker[Session], table: WarehouseTable, progress: Progress | None) -> int:
-    parts = [_arrow(table, rows) for rows in _chunks(factory, table.source())]
-    whole = pa.concat_tables(parts) if parts else table.schema.to_pyarrow().empty_table()
+    whole = _rows(factory, table, table.source())
     con.create_table(table.name, obj=whole, schema=table.schema, overwrite=True)
     if progress:
         progress(table.name, whole.num_rows)
@@ -138,11 +157,10 @@ def _orders(con: Any, factory: sessionmaker[Session], state: dict[str, str], pro
     count, newest = 0, since
     for rows in _chunks(factory, query.order_by(Order.updated_at)):
         ids = [row[0] for row in rows]
-        _delete(con, ORDERS.name, "id", ids)
-        con.insert(ORDERS.name, _arrow(ORDERS, rows))
-        _delete(con, ORDER_LINES.name, "order_id", ids)
-        lines = ORDER_LINES.source().where(OrderLine.order_id.in_(ids))
-        _copy(con, factory, ORDER_LINES, lines, None)
+        replaced = ids if since is not None else []  # a first sync has nothing to replace
+        replace_rows(con, ORDERS.name, "id", replaced, _arrow(ORDERS, rows))
+        lines = _rows(factory, ORDER_LINES, ORDER_LINES.source().where(OrderLine.order_id.in_(ids)))
+        replace_rows(con, ORDER_LINES.name, "order_id", replaced, lines)
         count += len(rows)
         newest = rows[-1][-1]
         if progress:
@@ -161,10 +179,9 @@ def _erasures(con: Any, factory: sessionmaker[Session], state: dict[str, str]) -
         erased = list(session.scalars(select(Profile.id).where(Profile.erased_at > since)))
     if not erased:
         return 0
-    _delete(con, EVENTS.name, "profile_id", erased)
     upto = int(state.get(EVENTS.name, "0"))
     query = EVENTS.source().where(Event.profile_id.in_(erased), Event.id <= upto)
-    _copy(con, factory, EVENTS, query, None)
+    replace_rows(con, EVENTS.name, "profile_id", erased, _rows(factory, EVENTS, query))
     return len(erased)
 
 
