@@ -1,0 +1,28 @@
+"""ingest: drop the events (tenant_id, received_at) index, which no query reads
+
+Every accepted event paid for keeping it up to date; the warehouse sync follows events by id, and
+profile pages read (profile_id, timestamp).
+
+Revision ID: 0012
+Revises: 0008
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.drop_index("ix_events_tenant_received", table_name="events")
+
+
+def downgrade() -> None:
+    op.create_index("ix_events_tenant_received", "events", ["tenant_id", "received_at"], unique=False)
