@@ -93,6 +93,25 @@ def send_all(base: str, key: str, batches: list[bytes], clients: int) -> tuple[f
     return time.perf_counter() - started, latencies
 
 
+def resolved(url: str) -> dict[str, int]:
+    """What identity resolution made of the events, to compare with other runs and other versions.
+
+    Batches arrive in a slightly different order from run to run (several clients), and a few merges
+    and conflicts depend on that order; with one client the figures repeat exactly.
+    """
+    engine = create_db_engine(url)
+    queries = {"events": "SELECT count(*) FROM events WHERE profile_id IS NOT NULL",
+               "profiles": "SELECT count(*) FROM profiles",
+               "customers": "SELECT count(*) FROM profiles WHERE merged_into_id IS NULL",
+               "identifiers": "SELECT count(*) FROM identifiers",
+               "merges": "SELECT count(*) FROM profile_merges",
+               "conflicts": "SELECT count(*) FROM identity_conflicts"}
+    with engine.connect() as conn:
+        counts = {name: int(conn.execute(text(sql)).scalar_one()) for name, sql in queries.items()}
+    engine.dispose()
+    return counts
+
+
 def raw_insert_rate(url: str, messages: list[dict[str, Any]], batch: int) -> float:
     """Rows/s of inserting the same messages as plain rows, no validation, no identity."""
     engine = create_db_engine(url)
@@ -128,11 +147,12 @@ def run_one(label: str, database_url: str | None, messages: list[dict[str, Any]]
     with server(cli) as base:
         seconds, latencies = send_all(base, key, batches, args.clients)
     url = database_url or f"sqlite:///{cwd / 'var' / 'lianjie.db'}"
+    graph = resolved(url)
     raw = raw_insert_rate(url, messages, args.batch)
     rate = len(messages) / seconds
     quantiles = statistics.quantiles(latencies, n=100)
     return {"database": label, "events": len(messages), "events_per_s": rate, "p50_ms": quantiles[49] * 1000,
-            "p99_ms": quantiles[98] * 1000, "raw_rows_per_s": raw, "ratio": rate / raw}
+            "p99_ms": quantiles[98] * 1000, "raw_rows_per_s": raw, "ratio": rate / raw, "graph": graph}
 
 
 def main() -> None:
@@ -155,6 +175,8 @@ def main() -> None:
     for r in results:
         print(f"{r['database']:<11} {r['events']:>7} {r['events_per_s']:>9,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}"
               f" {r['raw_rows_per_s']:>11,.0f} {r['ratio']:>6.2f}")
+    for r in results:
+        print(f"{r['database']}: resolved " + ", ".join(f"{n:,} {name}" for name, n in r["graph"].items()))
     print(f"({args.batch}-message batches over HTTP, {args.clients} client threads, {args.workers} server "
           "processes, identity resolution on; raw = executemany of the same rows into a plain table)")
 

@@ -65,7 +65,8 @@ def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[by
                                env=cli.env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    # Generous: spawned workers import the whole app, which takes long on a machine shared with others.
+    deadline = time.monotonic() + 180
     while True:
         try:
             if http_get(base + "/healthz")[0] == 200:
@@ -73,7 +74,7 @@ def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[by
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            _stop(process)
             raise RuntimeError(f"server did not start: {(cli.cwd / 'server.log').read_text()[-3000:]}")
         time.sleep(0.2)
 
@@ -85,8 +86,13 @@ def server(cli: Cli) -> Iterator[str]:
     try:
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM first: uvicorn then stops its worker processes; SIGKILL would leave them running."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -105,6 +105,9 @@ def db_status() -> None:
         raise typer.Exit(1)
 
 
+_WORKER_START_SECONDS = 120
+
+
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HOST or 127.0.0.1.")] = None,
           port: Annotated[int | None, typer.Option(help="Default from LIANJIE_PORT or 8000.")] = None,
@@ -122,8 +125,12 @@ def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HO
     consumer = jobs.start_embedded(settings) if settings.jobs_enabled else None
     try:
         if processes > 1:  # each worker process builds its own app from the same settings
+            # uvicorn kills a worker that is not serving within timeout_worker_healthcheck (5 s by
+            # default) and starts another; on a busy machine importing the app takes longer than
+            # that, and the server restarted its workers forever without ever answering.
             uvicorn.run("lianjie.app:create_app", factory=True, host=host or settings.host,
-                        port=port or settings.port, workers=processes, http=NoDelayH11Protocol)
+                        port=port or settings.port, workers=processes, http=NoDelayH11Protocol,
+                        timeout_worker_healthcheck=_WORKER_START_SECONDS)
         else:
             uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                         http=NoDelayH11Protocol)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy.orm import Session
 
-from lianjie.db import store_document
+from lianjie.db import driver_execute, store_document
 from lianjie.errors import ValidationFailed
 from lianjie.identity.models import IdentitySettings
 
@@ -102,13 +103,27 @@ def load_config(session: Session, tenant_id: int) -> IdentityConfig:
     """The merchant's rules: the saved document, or the defaults until an operator saves one.
 
     Reading never writes, so it is safe in any transaction (a read that wrote would need SQLite's
-    write lock on every ingestion request).
+    write lock on every ingestion request). Every tracking request reads the rules, so the row is
+    read with one plain statement and a document parsed once is remembered by its stored text.
     """
-    row = session.get(IdentitySettings, tenant_id)
-    return parse_document(row.config if row is not None else default_document())
+    row = driver_execute(session, "SELECT config FROM identity_settings WHERE tenant_id = ?", (tenant_id,)).first()
+    if row is None:
+        return _DEFAULT
+    stored = row[0]
+    text = stored if isinstance(stored, str) else orjson.dumps(stored, option=orjson.OPT_SORT_KEYS).decode()
+    config = _parsed.get(text)
+    if config is None:
+        if len(_parsed) >= 100:
+            _parsed.clear()
+        config = _parsed[text] = parse_document(orjson.loads(text))
+    return config
 
 
 def save_config(session: Session, tenant_id: int, doc: dict[str, Any]) -> IdentityConfig:
     config = parse_document(doc)
     store_document(session, IdentitySettings, tenant_id, config.to_json())
     return config
+
+
+_DEFAULT = parse_document(default_document())
+_parsed: dict[str, IdentityConfig] = {}  # stored settings text -> its parsed rules (configs are immutable)

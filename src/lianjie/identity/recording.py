@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
@@ -20,7 +20,7 @@ from lianjie.db import driver_execute, driver_insert, is_sqlite, json_param, jso
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, extract
-from lianjie.identity.models import Event, Identifier
+from lianjie.identity.models import Event
 from lianjie.identity.resolution import BatchResolver, lock_identity_graph
 from lianjie.identity.traits import Touch, apply_touches
 
@@ -71,17 +71,37 @@ def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -
     return set(ids) - stored
 
 
-def _alias_identifiers(session: Session, tenant_id: int, message: Message, idents: list[Ident],
-                       cipher: PiiCipher) -> list[Ident]:
-    """``alias`` ties ``previousId`` (an earlier userId, or else an anonymousId) to the new userId."""
-    previous = str(message.raw["previousId"])
-    as_user = Ident("user_id", previous, cipher.lookup_hash("user_id", previous))
-    known_user = session.scalar(select(Identifier.id).where(Identifier.tenant_id == tenant_id,
-                                                            Identifier.type == "user_id",
-                                                            Identifier.value_hash == as_user.hash))
-    if known_user is not None:
-        return [*idents, as_user]
-    return [*idents, Ident("anonymous_id", previous, cipher.lookup_hash("anonymous_id", previous))]
+def _with_aliases(session: Session, tenant_id: int, items: list[Prepared], cipher: PiiCipher) -> list[list[Ident]]:
+    """Each item's identifiers; an ``alias`` also gets its ``previousId``, as an earlier userId if one
+    is stored, or else as an anonymousId.
+
+    Which of the two is meant depends on what is stored, so it is looked up here, under the write
+    lock, with one statement for the whole batch (a userId first seen in this same batch is not
+    stored yet, as it was not with one look-up per message). Prepared items are left untouched, as a
+    retry may use them again.
+    """
+    previous = {item.message.message_id: str(item.message.raw["previousId"])
+                for item in items if item.message.type == "alias"}
+    if not previous:
+        return [item.idents for item in items]
+    as_user = {value: Ident("user_id", value, cipher.lookup_hash("user_id", value)) for value in previous.values()}
+    hashes = [ident.hash for ident in as_user.values()]
+    stored: set[str] = set()
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start:start + 500]
+        stored.update(row[0] for row in driver_execute(
+            session, "SELECT value_hash FROM identifiers WHERE tenant_id = ? AND type = 'user_id'"
+                     f" AND value_hash IN ({placeholders(len(chunk))})", (tenant_id, *chunk)))
+    out = []
+    for item in items:
+        value = previous.get(item.message.message_id) if item.message.type == "alias" else None
+        if value is None:
+            out.append(item.idents)
+        elif as_user[value].hash in stored:
+            out.append([*item.idents, as_user[value]])
+        else:
+            out.append([*item.idents, Ident("anonymous_id", value, cipher.lookup_hash("anonymous_id", value))])
+    return out
 
 
 def _message_traits(raw: dict[str, Any]) -> dict[str, Any]:
@@ -120,21 +140,24 @@ def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages:
     """The CPU-bound part of ingestion; it needs no database, so it runs outside the write lock."""
     out = []
     memo: dict[Any, Any] = {}
-    texts: dict[dt.datetime | None, str | None] = {None: None}  # a batch shares receivedAt, often sentAt
-
-    def text(moment: dt.datetime | None) -> str | None:
-        if moment not in texts:
-            texts[moment] = sqlite_time(moment)
-        return texts[moment]
-
+    # SQLite's time texts: a batch shares receivedAt and often sentAt, and a message without sentAt
+    # has its original time as its time (the same object), so each distinct moment is formatted once.
+    received_text = sqlite_time(received_at)
+    sent_texts: dict[dt.datetime | None, str | None] = {None: None}
     for message in messages:
         clean, personal = pii.split(message.raw)
         head = (source.tenant_id, message.message_id, message.type, _event_name(message.raw))
-        times = (message.timestamp, message.original_timestamp, message.sent_at, received_at)
+        timestamp, original, sent_at = message.timestamp, message.original_timestamp, message.sent_at
+        timestamp_text = sqlite_time(timestamp)
+        if sent_at not in sent_texts:
+            sent_texts[sent_at] = sqlite_time(sent_at)
+        texts = (timestamp_text, timestamp_text if original is timestamp else sqlite_time(original),
+                 sent_texts[sent_at], received_text)
         rest = (json_text(clean), pii.seal(cipher, personal))
         ids = (message.user_id, message.anonymous_id, source.name)
-        out.append(Prepared(message, extract(message.raw, config, cipher, memo), head, (*ids, *times, *rest),
-                            (*ids, *map(text, times), *rest), _message_traits(message.raw)))
+        out.append(Prepared(message, extract(message.raw, config, cipher, memo), head,
+                            (*ids, timestamp, original, sent_at, received_at, *rest), (*ids, *texts, *rest),
+                            _message_traits(message.raw)))
     return out
 
 
@@ -159,10 +182,7 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
     result.duplicates = len(prepared) - len(fresh)
     if not fresh:
         return result
-    # alias: which previousId is meant depends on what is stored, so it is looked up here (prepared
-    # items are left untouched, as a retry may use them again).
-    idents = [_alias_identifiers(session, source.tenant_id, item.message, item.idents, cipher)
-              if item.message.type == "alias" else item.idents for item in fresh]
+    idents = _with_aliases(session, source.tenant_id, fresh, cipher)
     resolver = BatchResolver(session, source.tenant_id, config, cipher)
     resolver.prefetch(i for group in idents for i in group)
     profiles = []

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, insert, select, text, update
+from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
@@ -44,7 +44,7 @@ from lianjie.domain_events import publish
 from lianjie.identity.config import IdentityConfig
 from lianjie.identity.events import ProfilesMerged
 from lianjie.identity.identifiers import Ident, is_pii
-from lianjie.identity.models import ErasedIdentifier, Identifier, IdentityConflict, Merge, Profile
+from lianjie.identity.models import ErasedIdentifier, Identifier, Merge, Profile
 
 _GRAPH_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
@@ -62,6 +62,7 @@ def lock_identity_graph(session: Session, tenant_id: int) -> None:
 
 PROFILES: Table = Profile.__table__  # type: ignore[assignment]
 IDENTIFIERS: Table = Identifier.__table__  # type: ignore[assignment]
+MERGES: Table = Merge.__table__  # type: ignore[assignment]
 
 
 @dataclass
@@ -271,11 +272,11 @@ class BatchResolver:
 
         self._insert_identifiers(fix)
         self._apply_merges(fix)
-        if self.conflicts:
-            self.session.execute(insert(IdentityConflict), [
-                {"tenant_id": self.tenant_id, "message_id": c["message_id"], "type": c["type"],
-                 "profile_ids": [fix(p) for p in c["profiles"]], "detail": c["detail"][:500]}
-                for c in self.conflicts])
+        now = time_binder(self.session)(utcnow())
+        driver_insert(self.session, "identity_conflicts (tenant_id, message_id, type, profile_ids, detail, created_at)",
+                      f"(?, ?, ?, {json_param(self.session)}, ?, ?)",
+                      [(self.tenant_id, c["message_id"], c["type"], json_text([fix(p) for p in c["profiles"]]),
+                        c["detail"][:500], now) for c in self.conflicts])
         self._rebase(real)
         self.new_profiles, self.new_identifiers, self.merges, self.conflicts = {}, [], [], []
         return real
@@ -309,22 +310,33 @@ class BatchResolver:
                                     " profile_id, first_message_id, created_at)", "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _apply_merges(self, fix: Any) -> None:
-        made = []
-        for pending in self.merges:
+        """Write the batch's merges with two executemany statements, then tell the other domains.
+
+        Pointers are updated in merge order, so a profile moved twice in one batch (B into A, then A
+        into an older C) ends up pointing at the last survivor, as one UPDATE per merge would leave
+        it. Subscribers run after every merge is written, as they did when the ORM flushed them.
+        """
+        if not self.merges:
+            return
+        ids = allocate_ids(self.session, MERGES, len(self.merges))
+        now = time_binder(self.session)(utcnow())
+        pointers: list[tuple[int, int]] = []
+        rows, events = [], []
+        for pending, merge_id in zip(self.merges, ids, strict=True):
             survivor, merged = fix(pending.survivor), fix(pending.merged)
             moved = [fix(p) for p in pending.moved]
-            self.session.execute(update(Profile).where(Profile.id.in_(moved)).values(merged_into_id=survivor))
+            pointers += [(survivor, p) for p in moved]
             cause, via = self.known.get(pending.cause.key), self.known.get(pending.via.key)
-            merge = Merge(tenant_id=self.tenant_id, survivor_id=survivor, merged_id=merged,
-                          moved_ids=moved, cause_message_id=pending.message_id,
-                          cause_identifier_id=cause.id if cause else None, cause_type=pending.cause.type,
-                          via_identifier_id=via.id if via else None)
-            self.session.add(merge)
-            made.append(merge)
-        self.session.flush()
-        for merge in made:
-            publish(self.session, ProfilesMerged(self.tenant_id, merge.id, merge.survivor_id, merge.merged_id,
-                                                 tuple(merge.moved_ids)))
+            rows.append((merge_id, self.tenant_id, survivor, merged, json_text(moved), pending.message_id,
+                         cause.id if cause else None, pending.cause.type, via.id if via else None, now))
+            events.append(ProfilesMerged(self.tenant_id, merge_id, survivor, merged, tuple(moved)))
+        driver_execute(self.session, "UPDATE profiles SET merged_into_id = ? WHERE id = ?", pointers)
+        driver_insert(self.session, "profile_merges (id, tenant_id, survivor_id, merged_id, moved_ids,"
+                                    " cause_message_id, cause_identifier_id, cause_type, via_identifier_id,"
+                                    " created_at)",
+                      f"(?, ?, ?, ?, {json_param(self.session)}, ?, ?, ?, ?, ?)", rows)
+        for event in events:
+            publish(self.session, event)
 
     def _rebase(self, real: dict[int, int]) -> None:
         """Replace temporary ids in the caches so the next batch on this resolver sees real ones."""

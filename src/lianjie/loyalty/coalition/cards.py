@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from lianjie.db import utcnow
+from lianjie.db import driver_execute, utcnow
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity import privacy
 from lianjie.identity.schemas import Channel, ConsentIn, Purpose
@@ -191,7 +191,14 @@ def describe(session: Session, acc: Access, card_no: str, now: dt.datetime | Non
 
 def after_profiles_merged(session: Session, tenant_id: int, merge_id: int, survivor_id: int,
                           moved_ids: tuple[int, ...]) -> None:
-    """Merge the absorbed customer's card into the survivor's, in every coalition where both hold one."""
+    """Merge the absorbed customer's card into the survivor's, in every coalition where both hold one.
+
+    Runs for every OneID merge that ingestion makes, so a merchant with no coalition cards at all
+    (most merchants) is answered by one look-up in the (tenant_id, profile_id) index.
+    """
+    if driver_execute(session, "SELECT 1 FROM coalition_card_links WHERE tenant_id = ? LIMIT 1",
+                      (tenant_id,)).first() is None:
+        return
     everyone = list(session.scalars(member_ids(tenant_id, survivor_id)))
     links = session.execute(select(CoalitionCardLink.coalition_id, CoalitionCardLink.card_id,
                                    CoalitionCardLink.profile_id).where(

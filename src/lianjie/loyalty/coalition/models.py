@@ -115,7 +115,9 @@ class CoalitionCardLink(Base):
 
     __tablename__ = "coalition_card_links"
     __table_args__ = (UniqueConstraint("coalition_id", "tenant_id", "profile_id"),
-                      Index("ix_coalition_card_links_card", "card_id"))
+                      Index("ix_coalition_card_links_card", "card_id"),
+                      # A merchant's links of some profiles: read on every OneID merge (cards.py).
+                      Index("ix_coalition_card_links_tenant_profile", "tenant_id", "profile_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     coalition_id: Mapped[int] = mapped_column(BigId, _coalition_fk())
