@@ -50,7 +50,7 @@ from lianjie.warehouse.tables import CUSTOMER_TRAITS
 
 # Statuses of a paid-membership term that still gives benefits (loyalty/membership/models.LIVE).
 LIVE_TERMS = ("active", "grace", "renewed")
-MAX_CATEGORY_DEPTH = 6
+MAX_CATEGORY_DEPTH = 4  # levels of a catalogue (the demo worlds have 3)
 TS_UTC = "timestamp('UTC')"
 
 
@@ -183,8 +183,9 @@ def json_value(node: ir.JSONValue, cond: Condition) -> ir.Value:
     return node.str
 
 
-def _json_path(column: ir.JSONValue, dotted: str) -> ir.JSONValue:
-    node = column
+def _json_path(column: ir.Value, dotted: str) -> ir.JSONValue:
+    """``a.b`` inside a JSON column (a column a backend holds as text is read as JSON)."""
+    node = column if column.type().is_json() else column.cast("json")
     for key in dotted.split("."):
         node = node[key]
     return node
