@@ -130,7 +130,7 @@ def test_update_archive_and_reuse_the_name(client: TestClient, world: dict[str, 
     assert client.delete(f"{S}/{seg}", headers=h).json()["archived_at"] == archived["archived_at"]
     assert client.patch(f"{S}/{seg}", json={"description": "y"}, headers=h).status_code == 409
     fresh = client.post(S, json={"name": "VIP", "rule": VIP}, headers=h)
-    assert fresh.status_code == 201 and fresh.json()["id"] != seg
+    assert (fresh.status_code, fresh.json()["id"] != seg) == (201, True)
     assert client.get(S, params={"archived": True}, headers=h).json()["total"] == 2
 
 
@@ -141,7 +141,7 @@ def test_preview_snapshots_history_and_export(client: TestClient, world: dict[st
                                                                               "value": "杭州"}}]}}, headers=h).json()
     assert (preview["count"], [s["customer_id"] for s in preview["sample"]]) == (2, sorted([p2, p3]))
     saved = client.post(f"{S}/{seg}/preview", json={"sample": 1}, headers=h).json()
-    assert saved["count"] == 3 and len(saved["sample"]) == 1
+    assert (saved["count"], len(saved["sample"])) == (3, 1)
     first = saved["sample"][0]
     assert first["customer_id"] == min(p1, p2, p3)
     if first["customer_id"] == p1:

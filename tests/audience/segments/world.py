@@ -32,7 +32,8 @@ def _t(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text + "+08:00").astimezone(dt.UTC)
 
 
-def _profile(tenant: int, pid: int, customer: int, traits: dict[str, Any] | None, erased: bool = False) -> dict[str, Any]:
+def _profile(tenant: int, pid: int, customer: int, traits: dict[str, Any] | None,
+             erased: bool = False) -> dict[str, Any]:
     return {"tenant_id": tenant, "profile_id": pid, "customer_id": customer, "erased": erased,
             "traits": orjson.dumps(traits).decode() if traits is not None else None,
             "erased_at": AS_OF if erased else None}
@@ -147,8 +148,8 @@ ROWS: dict[str, list[dict[str, Any]]] = {
     "orders": ORDERS,
     "order_lines": ORDER_LINES,
     "customer_traits": TRAITS,
-    "profile_tags": [{"tenant_id": 1, "profile_id": 11, "tag": "vip"}, {"tenant_id": 1, "profile_id": 20, "tag": "staff"},
-                     {"tenant_id": 1, "profile_id": 40, "tag": "vip"}, {"tenant_id": 2, "profile_id": 90, "tag": "vip"}],
+    "profile_tags": [{"tenant_id": t, "profile_id": p, "tag": tag}
+                     for t, p, tag in ((1, 11, "vip"), (1, 20, "staff"), (1, 40, "vip"), (2, 90, "vip"))],
     "tier_assignments": [
         {"id": 1, "tenant_id": 1, "profile_id": 10, "tier_code": "member"},
         {"id": 2, "tenant_id": 1, "profile_id": 20, "tier_code": "silver"},

@@ -55,7 +55,7 @@ def list_segments(session: DbSession, caller: Reader, limit: Limit = 50, offset:
 @router.post("/preview")
 def preview_rule(body: PreviewIn, session: DbSession, warehouse: Warehouse, caller: Reader) -> PreviewOut:
     """How many customers a rule not saved yet matches, and a sample of them."""
-    return service.preview(service.scope(session, warehouse, caller.tenant_id), body.rule, body.sample)
+    return service.preview(warehouse, service.scope(session, caller.tenant_id), body.rule, body.sample)
 
 
 @router.get("/{segment_id}")
@@ -79,7 +79,7 @@ def archive_segment(segment_id: RowId, session: DbSession, caller: Writer) -> Se
 def preview_segment(segment_id: RowId, session: DbSession, warehouse: Warehouse, caller: Reader,
                     sample: Annotated[int, Body(embed=True, ge=0, le=100)] = 10) -> PreviewOut:
     segment = service.get(session, caller.tenant_id, segment_id)
-    return service.preview(service.scope(session, warehouse, caller.tenant_id), segment.rule, sample)
+    return service.preview(warehouse, service.scope(session, caller.tenant_id), segment.rule, sample)
 
 
 @router.post("/{segment_id}/snapshots", status_code=201, responses=REPLAYED)

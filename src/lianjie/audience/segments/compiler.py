@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,6 +62,8 @@ class Scope:
     as_of: dt.datetime
     zone: ZoneInfo
     table: Callable[[str], ir.Table]
+    # Each table filtered to the merchant once: building Ibis expressions is a real part of a preview.
+    _tenant: dict[str, ir.Table] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def today(self) -> dt.date:
@@ -71,12 +73,15 @@ class Scope:
         return dt.datetime.combine(day, dt.time(), self.zone).astimezone(dt.UTC)
 
     def tenant(self, name: str) -> ir.Table:
-        t = self.table(name)
-        return t.filter(t.tenant_id == self.tenant_id)
+        if name not in self._tenant:
+            t = self.table(name)
+            self._tenant[name] = t.filter(t.tenant_id == self.tenant_id)
+        return self._tenant[name]
 
     def profile_map(self) -> ir.Table:
-        m = self.tenant("identity_map")
-        return m.select("profile_id", "customer_id")
+        if "_map" not in self._tenant:
+            self._tenant["_map"] = self.tenant("identity_map").select("profile_id", "customer_id")
+        return self._tenant["_map"]
 
 
 def universe(scope: Scope) -> ir.Table:

@@ -9,6 +9,7 @@ Python, on DuckDB or on PySpark alike. Services only flush; the caller owns the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,19 +33,31 @@ from lianjie.db import utcnow
 from lianjie.errors import Conflict, NotFound
 from lianjie.pagination import paginate
 from lianjie.tenants.models import Merchant
-from lianjie.warehouse.tables import CUSTOMER_TRAITS
+from lianjie.warehouse.tables import CUSTOMER_TRAITS, CUSTOMER_TRAITS_SCHEMA, TABLES
 
 SEGMENT_MEMBERS = "segment_members"
 SEGMENT_MEMBERS_SCHEMA = ibis.schema({"tenant_id": "int64", "segment_id": "int64", "snapshot_id": "int64",
                                       "customer_id": "int64"})
 
 
-def scope(session: Session, con: Any, tenant_id: int, as_of: dt.datetime | None = None) -> compiler.Scope:
+WAREHOUSE_SCHEMAS = {t.name: t.schema for t in TABLES} | {CUSTOMER_TRAITS: CUSTOMER_TRAITS_SCHEMA}
+
+
+@functools.cache
+def declared_table(name: str) -> Any:
+    """A warehouse table by its declared layout (tables.py), not looked up in the backend: asking the
+    backend for each table's schema costs a metadata query per table per preview (about as much as
+    a small preview itself on DuckDB, more on Spark). Run such expressions with ``con.execute``."""
+    return ibis.table(WAREHOUSE_SCHEMAS[name], name=name)
+
+
+def scope(session: Session, tenant_id: int, as_of: dt.datetime | None = None) -> compiler.Scope:
     """The merchant's warehouse tables as of ``as_of`` (default now) in the merchant's time zone."""
     merchant = session.get(Merchant, tenant_id)
     if merchant is None:
         raise NotFound(f"no merchant {tenant_id}", code="merchant_not_found")
-    return compiler.Scope(tenant_id, (as_of or utcnow()).astimezone(dt.UTC), ZoneInfo(merchant.timezone), con.table)
+    return compiler.Scope(tenant_id, (as_of or utcnow()).astimezone(dt.UTC), ZoneInfo(merchant.timezone),
+                          declared_table)
 
 
 # ---- saved segments -------------------------------------------------------------------------------
@@ -131,11 +144,11 @@ def _json(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def preview(where: compiler.Scope, raw_rule: Any, sample: int) -> PreviewOut:
+def preview(con: Any, where: compiler.Scope, raw_rule: Any, sample: int) -> PreviewOut:
     """How many customers match (one query) and the first ``sample`` of them by id, with a few fields."""
     rule = rules.parse(raw_rule)
     matched = compiler.members(rule, where)
-    total = int(matched.count().execute())
+    total = int(con.execute(matched.count()))
     profiles: list[SampleProfile] = []
     if sample and total:
         first = matched.order_by("customer_id").limit(sample)
@@ -146,7 +159,7 @@ def preview(where: compiler.Scope, raw_rule: Any, sample: int) -> PreviewOut:
                 .select(first.customer_id, p.traits, traits.rfm_group, traits.lifecycle_stage, traits.frequency,
                         traits.monetary_fen, traits.last_order_at)
                 .order_by("customer_id"))
-        for row in rows.to_pyarrow().to_pylist():
+        for row in con.to_pyarrow(rows).to_pylist():
             row["traits"] = _json(row["traits"])
             profiles.append(SampleProfile.model_validate(row))
     return PreviewOut(count=total, sample=profiles, as_of=where.as_of)
@@ -168,7 +181,7 @@ def take_snapshot(session: Session, con: Any, tenant_id: int, segment_id: int, d
             return SnapshotOut.model_validate(stored).model_copy(update={"replayed": True})
     if segment.archived_at is not None:
         raise Conflict(f"segment {segment_id} is archived", code="segment_archived")
-    where = scope(session, con, tenant_id, as_of)
+    where = scope(session, tenant_id, as_of)
     snapshot = SegmentSnapshot(tenant_id=tenant_id, segment_id=segment.id, idempotency_key=data.idempotency_key,
                                rule=segment.rule, rule_version=segment.rule_version, as_of=where.as_of, size=0,
                                taken_by=data.operator or by)
@@ -179,7 +192,7 @@ def take_snapshot(session: Session, con: Any, tenant_id: int, segment_id: int, d
     con.insert(SEGMENT_MEMBERS, matched.select(
         tenant_id=ibis.literal(tenant_id, type="int64"), segment_id=ibis.literal(segment.id, type="int64"),
         snapshot_id=ibis.literal(snapshot.id, type="int64"), customer_id=matched.customer_id))
-    snapshot.size = int(snapshot_members(con, tenant_id, snapshot).count().execute())
+    snapshot.size = int(con.execute(snapshot_members(con, tenant_id, snapshot).count()))
     session.flush()
     return SnapshotOut.model_validate(snapshot)
 
