@@ -58,6 +58,8 @@ from lianjie.errors import BadRequest
 
 MAX_DEPTH = 12
 MAX_NODES = 200
+MAX_NUMBER = 2**53  # JSON's safe integers; a larger literal would overflow a warehouse's int64 compare
+YEARS = range(1900, 3000)  # dates a window or a time trait may name (and still shift by a day or a zone)
 
 
 class Op(StrEnum):
@@ -275,6 +277,8 @@ def _check(rule: Rule, path: str, depth: int) -> None:
 def _check_window(rule: Window, path: str) -> None:
     if rule.within_days is not None and rule.between_dates is not None:
         raise _bad(f"{path}.between_dates", "give within_days or between_dates, not both")
+    if rule.between_dates is not None and not all(d.year in YEARS for d in rule.between_dates):
+        raise _bad(f"{path}.between_dates", f"dates must lie in the years {YEARS.start}-{YEARS.stop - 1}")
     if rule.between_dates is not None and rule.between_dates[0] > rule.between_dates[1]:
         raise _bad(f"{path}.between_dates", "the first date is after the last")
     if rule.at_most is not None and rule.at_most < rule.at_least:
@@ -285,20 +289,26 @@ def _fits(value: Any, kind: Kind | None) -> bool:
     if isinstance(value, list):
         return False
     if kind is None:
-        return value is not None
+        return value is not None and (_number(value) or not isinstance(value, int | float) or isinstance(value, bool))
     if kind == "string":
         return isinstance(value, str)
     if kind in ("int", "float"):
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return _number(value)
     return isinstance(value, str) and parse_time(value) is not None
+
+
+def _number(value: Any) -> bool:
+    """A finite JSON number a warehouse can compare with (no NaN, no 10**20)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER
 
 
 def parse_time(text: str) -> dt.datetime | dt.date | None:
     """An ISO date (a local day) or date-time (with an offset), for timestamp traits."""
     try:
-        return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
+        moment = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
     except ValueError:
         return None
+    return moment if moment.year in YEARS else None
 
 
 def check_condition(cond: Condition, path: str, kind: Kind | None) -> None:
