@@ -65,10 +65,10 @@ def _traits(where: str) -> str:
 
 # name -> (rule, the same rule in hand-written DuckDB SQL)
 RULES: dict[str, tuple[Any, str]] = {
-    "rfm champions/loyal + bought 女装 (YJ01) in 90 days": (
-        {"all": [{"trait": "rfm_group", "op": "in", "value": ["champions", "loyal"]},
+    "RFM 重要价值/保持 + bought 女装 (YJ01) in 90 days": (
+        {"all": [{"trait": "rfm_group", "op": "in", "value": ["important_value", "important_maintain"]},
                  {"purchased": {"category": "YJ01"}, "within_days": 90}]},
-        U + "WHERE customer_id IN (" + _traits("rfm_group IN ('champions', 'loyal')") + ") AND customer_id IN ("
+        U + "WHERE customer_id IN (" + _traits("rfm_group IN ('important_value', 'important_maintain')") + ") AND customer_id IN ("
         "SELECT m.customer_id FROM order_lines l JOIN orders o ON o.id = l.order_id JOIN m ON m.profile_id = "
         f"o.profile_id WHERE l.tenant_id = {TENANT} AND {LIVE_ORDERS} AND o.ordered_at >= {_start(90)} AND "
         f"o.ordered_at <= {ASOF} AND l.quantity > l.refunded_quantity AND l.category_code IN (SELECT code FROM "
@@ -125,7 +125,8 @@ RULES: dict[str, tuple[Any, str]] = {
 
 
 def derive_traits(con: Any) -> None:
-    """A simple RFM table in a temp table (the traits job's real one is another module's work)."""
+    """RFM scores, groups (the traits job's eight codes) and lifecycle stages in a temp table: the
+    warehouse file is opened read-only, and both sides of the comparison read the same table."""
     con.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {TRAITS} AS
         WITH per AS (
@@ -138,9 +139,9 @@ def derive_traits(con: Any) -> None:
                    ntile(5) OVER (PARTITION BY tenant_id ORDER BY frequency, customer_id) AS f_score,
                    ntile(5) OVER (PARTITION BY tenant_id ORDER BY monetary_fen, customer_id) AS m_score FROM per)
         SELECT tenant_id, customer_id, recency_days, frequency, monetary_fen, r_score, f_score, m_score,
-               CASE WHEN r_score >= 4 AND f_score >= 4 THEN 'champions' WHEN f_score >= 4 THEN 'loyal'
-                    WHEN r_score <= 2 AND f_score >= 3 THEN 'at_risk' WHEN r_score <= 2 THEN 'hibernating'
-                    ELSE 'potential' END AS rfm_group,
+               (CASE WHEN m_score >= 3 THEN 'important_' ELSE 'general_' END) ||
+               (CASE WHEN r_score >= 3 AND f_score >= 3 THEN 'value' WHEN r_score >= 3 THEN 'development'
+                     WHEN f_score >= 3 THEN 'maintain' ELSE 'winback' END) AS rfm_group,
                CASE WHEN recency_days <= 90 THEN 'active' WHEN recency_days <= 180 THEN 'at_risk'
                     ELSE 'lapsed' END AS lifecycle_stage
         FROM scored""")

@@ -116,7 +116,8 @@ def _orders(db: duckdb.DuckDBPyConnection, world: Path, meta: dict) -> None:  # 
                "FROM row_ WHERE order_type = 'refund' GROUP BY ALL")
     for kind in ("member_no", "phone", "unionid", "openid"):  # one profile per identifier value
         db.execute(f"CREATE TEMP TABLE by_{kind} AS SELECT tenant_id, {kind} AS value, min(profile_id) AS "
-                   f"profile_id FROM customer WHERE {kind} IS NOT NULL GROUP BY ALL")
+                   f"profile_id FROM customer WHERE {kind} IS NOT NULL AND {kind} NOT IN ({placeholders}) "
+                   "GROUP BY ALL")
     buyer = "coalesce(bm.profile_id, bp.profile_id, bu.profile_id, bo.profile_id)"
     db.execute("INSERT INTO orders SELECT s.id, s.tenant_id, s.order_no, " + buyer + ", st.id, sf.id, s.channel, "
                "s.payment_method, 'CNY', s.list_fen, s.discount_fen, s.paid_fen, coalesce(r.amount, 0), "
@@ -127,8 +128,7 @@ def _orders(db: duckdb.DuckDBPyConnection, world: Path, meta: dict) -> None:  # 
                "LEFT JOIN stores st ON st.tenant_id = s.tenant_id AND st.code = s.store_code "
                "LEFT JOIN staff sf ON sf.tenant_id = s.tenant_id AND sf.staff_no = s.guide_staff_no "
                "LEFT JOIN by_member_no bm ON bm.tenant_id = s.tenant_id AND bm.value = s.member_no "
-               f"LEFT JOIN by_phone bp ON bp.tenant_id = s.tenant_id AND bp.value = s.phone AND s.phone NOT IN "
-               f"({placeholders}) "
+               "LEFT JOIN by_phone bp ON bp.tenant_id = s.tenant_id AND bp.value = s.phone "
                "LEFT JOIN by_unionid bu ON bu.tenant_id = s.tenant_id AND bu.value = s.unionid "
                "LEFT JOIN by_openid bo ON bo.tenant_id = s.tenant_id AND bo.value = s.openid "
                "ORDER BY s.id")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from tests.audience.segments.test_api import ENDPOINTS as SEGMENTS
+from tests.audience.test_api import ENDPOINTS as AUDIENCE
 from tests.commerce.test_catalogue import ENDPOINTS as CATALOGUE
 from tests.commerce.test_orders import ENDPOINTS as ORDERS
 from tests.identity.test_api_access import ENDPOINTS as IDENTITY
@@ -19,4 +20,4 @@ def test_every_admin_route_is_in_an_access_table(client: TestClient) -> None:
     routes = {f"{method.upper()} {path}" for path, ops in paths.items() if path.startswith("/api/v1")
               for method in ops}
     assert routes == {e.template for e in [*TENANTS, *IDENTITY, *CATALOGUE, *ORDERS, *LOYALTY, *MEMBERSHIP,
-                                                *COALITION, *COUPONS, *SEGMENTS]}
+                                                *COALITION, *COUPONS, *AUDIENCE, *SEGMENTS]}

@@ -64,7 +64,8 @@ def test_the_cli_lists_and_runs_jobs(tmp_path: Path) -> None:
     factory, tenant_id, buyer = _world_with_lapsed_points(url)
     cli = Cli(tmp_path, url)
     listed = cli.json("jobs", "list")
-    assert {j["name"] for j in listed["jobs"]} == {"expire-points", "evaluate-tiers", "sync-warehouse"}
+    assert {j["name"] for j in listed["jobs"]} == {"expire-points", "evaluate-tiers", "sync-warehouse",
+                                                "compute-traits"}
     assert cli.json("jobs", "run", "expire-points")["expired"] == 80
     assert cli.json("jobs", "run", "expire-points")["expired"] == 0  # safe to run again
     assert _spendable(factory, tenant_id, buyer) == (20, 20)

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie import __version__, wiring
+from lianjie.audience.api import router as audience_router
 from lianjie.audience.segments.api import router as segments_router
 from lianjie.commerce.api import router as commerce_router
 from lianjie.config import Settings, get_settings
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None,
     app.include_router(membership_router)
     app.include_router(coalition_router)
     app.include_router(coupons_router)
+    app.include_router(audience_router)
     app.include_router(segments_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")

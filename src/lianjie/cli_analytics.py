@@ -1,5 +1,5 @@
-"""CLI: the analytics warehouse (sync, rebuild), customer lifetime value (fit on a file) and segment
-previews."""
+"""CLI: the analytics warehouse (sync, rebuild), customer traits (compute), customer lifetime value
+(fit on a file) and segment previews."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from lianjie import jobs
 from lianjie.cli_support import JsonFlag, TenantOpt, console, emit, err, unit_of_work
 from lianjie.config import get_settings
 from lianjie.db import engine_from_settings, make_session_factory
+from lianjie.tenants import service as tenants
 from lianjie.warehouse import connection as warehouse_connection
 from lianjie.warehouse import sync as warehouse_sync
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 warehouse_app = typer.Typer(help="The analytics warehouse (DuckDB): sync from the operational store, rebuild.",
                             no_args_is_help=True)
+traits_app = typer.Typer(help="Customer traits: RFM, lifecycle stage and CLV, computed in the warehouse.",
+                         no_args_is_help=True)
 clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma models.", no_args_is_help=True)
 segments_app = typer.Typer(help="Segment rules (人群圈选) against the warehouse.", no_args_is_help=True)
 
@@ -67,6 +71,51 @@ def warehouse_sync_cmd(as_json: JsonFlag = False) -> None:
 def warehouse_rebuild_cmd(as_json: JsonFlag = False) -> None:
     """Recreate the warehouse from the operational store."""
     _warehouse_run(True, as_json)
+
+
+# ---- traits ----------------------------------------------------------------------------------------
+
+
+@traits_app.command("compute")
+def traits_compute(merchant: Annotated[str | None, typer.Option(
+                       "--merchant", "-t", help="Merchant slug or id; default every merchant.")] = None,
+                   as_of: Annotated[dt.datetime | None, typer.Option(
+                       formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+                       help="As of this UTC time (e.g. the end of a historical data set); default now.")] = None,
+                   as_json: JsonFlag = False) -> None:
+    """Recompute RFM, lifecycle stages and CLV from the warehouse as it is now (run `lianjie warehouse
+    sync` first for the latest orders; the daily compute-traits job does both)."""
+    tenant_id = None
+    if merchant is not None:
+        with unit_of_work() as session:
+            tenant_id = tenants.get_merchant(session, merchant).id
+    settings = get_settings()
+    engine = engine_from_settings(settings)
+    try:
+        with Progress(console=err, disable=as_json, transient=True) as progress:
+            task = progress.add_task("computing traits", total=None)
+            result = jobs.compute_traits_for(make_session_factory(engine), settings, merchant=tenant_id,
+                                             as_of=as_of.replace(tzinfo=dt.UTC) if as_of else None,
+                                             on_merchant=lambda slug, n: progress.update(
+                                                 task, advance=1, description=f"{slug}: {n:,} customers"))
+    finally:
+        engine.dispose()
+    emit(as_json, result, lambda: _show_traits(result))
+
+
+def _show_traits(result: dict[str, Any]) -> None:
+    if "skipped" in result:
+        console.print(f"nothing computed: {result['skipped']} (run `lianjie warehouse sync`)")
+        return
+    table = Table("merchant", "customers", "stages", "at risk / lapsed after (days)", "CLV",
+                  title=f"traits as of {result['computed_at']}")
+    for run in result["merchants"]:
+        t = run["thresholds"]
+        stages = ", ".join(f"{k} {v:,}" for k, v in sorted(run["stages"].items()))
+        fitted = "fitted" if run["clv"] else f"not fitted ({run['repeat_buyers']} repeat buyers)"
+        table.add_row(run["slug"], f"{run['customers']:,}", stages,
+                      f"{t['at_risk_days']} / {t['lapsed_days']} ({t['source']})", fitted)
+    console.print(table)
 
 
 # ---- clv -------------------------------------------------------------------------------------------
@@ -156,7 +205,6 @@ def segments_preview(rule_file: Annotated[Path, typer.Argument(help="A segment r
                      tenant: TenantOpt, sample: int = 10, as_json: JsonFlag = False) -> None:
     """How many customers a rule matches now, and a sample of them (a bad rule names its JSON path)."""
     from lianjie.audience.segments import service as segments
-    from lianjie.tenants import service as tenants
 
     raw = json.loads(rule_file.read_text(encoding="utf-8"))
     con = warehouse_connection.connect(get_settings())

@@ -11,7 +11,7 @@ from lianjie import jobs
 from lianjie.cli_support import JsonFlag, console, emit, err
 from lianjie.config import get_settings
 
-jobs_app = typer.Typer(help="Background jobs: expiry, tier evaluation, warehouse sync; the schedule and a worker.",
+jobs_app = typer.Typer(help="Background jobs (expiry, tiers, warehouse sync, traits): the schedule and a worker.",
                        no_args_is_help=True)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Connection,
     DateTime,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from lianjie.config import Settings
@@ -102,6 +103,26 @@ def _json_dumps(value: Any) -> str:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class SettingsDocument:
+    """Mixin of a merchant's settings kept as one JSON document, one row per merchant (identity rules,
+    points programme, trait settings): validated and replaced whole, so it needs no columns per rule."""
+
+    tenant_id: Mapped[int] = mapped_column(tenant_fk(), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+def store_document(session: Session, model: type[SettingsDocument], tenant_id: int, config: dict[str, Any]) -> None:
+    """Insert or replace a merchant's settings document."""
+    row = session.get(model, tenant_id)
+    if row is None:
+        row = model()
+        row.tenant_id = tenant_id
+        session.add(row)
+    row.config = config
+    session.flush()
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

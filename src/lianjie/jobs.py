@@ -25,11 +25,15 @@ from huey.consumer import Consumer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lianjie.audience import settings as trait_settings
+from lianjie.audience.service import replace_traits
 from lianjie.config import Settings, get_settings
 from lianjie.db import engine_from_settings, make_session_factory, transaction, utcnow
 from lianjie.loyalty import ledger, tiers
 from lianjie.loyalty import programme as programme_rules
 from lianjie.loyalty.models import LoyaltyProgramme
+from lianjie.tenants.models import Merchant
+from lianjie.warehouse import connection as warehouse_connection
 from lianjie.warehouse import sync as warehouse_sync
 
 log = logging.getLogger("lianjie.jobs")
@@ -100,11 +104,57 @@ def sync_warehouse(factory: sessionmaker[Session], settings: Settings) -> dict[s
     return {"rows": report.rows, "erased_profiles": report.erased_profiles, "seconds": report.seconds}
 
 
+def compute_traits_for(factory: sessionmaker[Session], settings: Settings, *, merchant: int | None = None,
+                       as_of: dt.datetime | None = None,
+                       on_merchant: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """Compute every merchant's (or one merchant's) traits in the warehouse, rewrite its
+    ``customer_traits`` table, then copy each merchant's rows into the operational store, one
+    transaction per merchant (the job below and `lianjie traits compute` both run this).
+
+    ``on_merchant(slug, customers)`` is called as each merchant is done (the CLI's progress bar).
+    A warehouse that was never synced has no orders yet: nothing is computed.
+    """
+    # Imported here: the models bring SciPy, about a second to import, which every CLI command and
+    # the server would otherwise pay at start-up (cli_analytics does the same for `clv fit`).
+    from lianjie.audience import traits
+
+    as_of = as_of or utcnow()
+    with transaction(factory) as session:
+        query = select(Merchant.id, Merchant.slug, Merchant.timezone).order_by(Merchant.id)
+        merchants = list(session.execute(query if merchant is None else query.where(Merchant.id == merchant)))
+        configs = {m.id: trait_settings.load(session, m.id) for m in merchants}
+    con = warehouse_connection.connect(settings)
+    try:
+        if not {"orders", "identity_map"} <= set(con.list_tables()):
+            return {"merchants": [], "computed_at": as_of.isoformat(), "skipped": "the warehouse was never synced"}
+        runs = []
+        for m in merchants:
+            runs.append(traits.compute_merchant(con, m.id, m.timezone, configs[m.id], as_of))
+            runs[-1].slug = m.slug
+            if on_merchant is not None:
+                on_merchant(m.slug, runs[-1].rows.num_rows)
+        traits.write(con, runs, everyone=merchant is None)
+    finally:
+        con.disconnect()
+    for run in runs:
+        with transaction(factory, write=True) as session:
+            replace_traits(session, run.tenant_id, run.rows)
+    return {"merchants": [run.summary() for run in runs], "computed_at": as_of.isoformat()}
+
+
+def compute_traits(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
+    """Sync the warehouse, then recompute every merchant's RFM, lifecycle stage and CLV."""
+    warehouse_sync.run(factory, settings)
+    return compute_traits_for(factory, settings)
+
+
 JOBS: dict[str, Job] = {job.name: job for job in (
     Job("expire-points", expire_points, {"minute": "5"},
         "hourly: expire lapsed points lots and cancel lapsed till holds"),
     Job("evaluate-tiers", evaluate_tiers, {"minute": "15", "hour": "19"},
         "daily at 19:15 UTC (03:15 in China): tier grace periods and downgrades"),
+    Job("compute-traits", compute_traits, {"minute": "40", "hour": "19"},
+        "daily at 19:40 UTC (03:40 in China): sync the warehouse, then RFM, lifecycle stages and CLV"),
     Job("sync-warehouse", sync_warehouse, {"minute": "*"}, "every minute: new and changed rows into the warehouse"),
 )}
 

@@ -146,7 +146,13 @@ def _bgnbd_ll(params: NDArray[np.float64], x: NDArray[np.float64], t_x: NDArray[
 
 def fit_bgnbd(summaries: list[CustomerSummary]) -> BgNbd:
     """Maximum-likelihood BG/NBD (parameters fitted on the log scale, so they stay positive)."""
-    x, t_x, T, weight = _distinct([(s.x, s.t_x, s.T) for s in summaries])
+    return fit_bgnbd_counts(*_distinct([(s.x, s.t_x, s.T) for s in summaries]))
+
+
+def fit_bgnbd_counts(x: NDArray[np.float64], t_x: NDArray[np.float64], T: NDArray[np.float64],
+                     weight: NDArray[np.float64]) -> BgNbd:
+    """BG/NBD on distinct (x, t_x, T) with how many customers share each (the traits job counts
+    them in the warehouse, so a million customers arrive as a few thousand rows)."""
     if not len(x):
         raise ValueError("no customers to fit")
     result = _maximise(lambda p: _bgnbd_ll(p, x, t_x, T, weight), 4)
@@ -188,8 +194,14 @@ def fit_gamma_gamma(summaries: list[CustomerSummary]) -> GammaGamma:
     repeaters = [s for s in summaries if s.x > 0 and s.mean_repeat_spend > 0]
     if not repeaters:
         raise ValueError("no customer has a repeat purchase to fit spend on")
-    x = np.array([s.x for s in repeaters], dtype=float)
-    m = np.array([s.mean_repeat_spend for s in repeaters], dtype=float)
+    return fit_gamma_gamma_arrays(np.array([s.x for s in repeaters], dtype=float),
+                                  np.array([s.mean_repeat_spend for s in repeaters], dtype=float))
+
+
+def fit_gamma_gamma_arrays(x: NDArray[np.float64], m: NDArray[np.float64]) -> GammaGamma:
+    """Gamma-Gamma on the repeat buyers' purchase counts ``x`` (> 0) and mean repeat spends ``m`` (> 0)."""
+    if not len(x):
+        raise ValueError("no customer has a repeat purchase to fit spend on")
     result = _maximise(lambda v: _gamma_gamma_ll(v, x, m), 3)
     p, q, g = (float(v) for v in np.exp(result.x))
     return GammaGamma(p, q, g, -float(result.fun))

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from lianjie.db import store_document
 from lianjie.errors import ValidationFailed
 from lianjie.identity.models import IdentitySettings
 
@@ -109,10 +110,5 @@ def load_config(session: Session, tenant_id: int) -> IdentityConfig:
 
 def save_config(session: Session, tenant_id: int, doc: dict[str, Any]) -> IdentityConfig:
     config = parse_document(doc)
-    row = session.get(IdentitySettings, tenant_id)
-    if row is None:
-        session.add(IdentitySettings(tenant_id=tenant_id, config=config.to_json()))
-    else:
-        row.config = config.to_json()
-    session.flush()
+    store_document(session, IdentitySettings, tenant_id, config.to_json())
     return config

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lianjie.db import Base, BigId, UTCDateTime, tenant_fk, utcnow
+from lianjie.db import Base, BigId, SettingsDocument, UTCDateTime, tenant_fk, utcnow
 
 
 class Profile(Base):
@@ -148,14 +148,10 @@ class IdentityConflict(Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
-class IdentitySettings(Base):
+class IdentitySettings(SettingsDocument, Base):
     """A merchant's identifier types (priority, per-profile limit) and blocked values, as data."""
 
     __tablename__ = "identity_settings"
-
-    tenant_id: Mapped[int] = mapped_column(tenant_fk(), primary_key=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Consent(Base):

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lianjie.db import Base, BigId, UTCDateTime, tenant_fk, utcnow
+from lianjie.db import Base, BigId, SettingsDocument, UTCDateTime, tenant_fk, utcnow
 
 
 class OperationKind(StrEnum):
@@ -61,14 +61,10 @@ class EntryKind(StrEnum):
     REPAY = "repay"  # a new lot paying a debt off (a pair: -n on the lot, +n on the debt)
 
 
-class LoyaltyProgramme(Base):
+class LoyaltyProgramme(SettingsDocument, Base):
     """A merchant's points programme: earning rules, expiry, overdraw policy and tiers as one document."""
 
     __tablename__ = "loyalty_programmes"
-
-    tenant_id: Mapped[int] = mapped_column(BigId, tenant_fk(), primary_key=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class PointsAccount(Base):

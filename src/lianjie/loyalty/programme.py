@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
+from lianjie.db import store_document
 from lianjie.errors import ValidationFailed
 from lianjie.loyalty.models import LoyaltyProgramme
 
@@ -188,11 +189,5 @@ def load(session: Session, tenant_id: int) -> ProgrammeConfig:
 
 def save(session: Session, tenant_id: int, doc: dict[str, Any]) -> ProgrammeConfig:
     config = parse(doc)
-    stored = config.model_dump(mode="json")
-    row = session.get(LoyaltyProgramme, tenant_id)
-    if row is None:
-        session.add(LoyaltyProgramme(tenant_id=tenant_id, config=stored))
-    else:
-        row.config = stored
-    session.flush()
+    store_document(session, LoyaltyProgramme, tenant_id, config.model_dump(mode="json"))
     return config

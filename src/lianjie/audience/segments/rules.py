@@ -5,7 +5,7 @@ A rule is one JSON object; which kind it is follows from its key (``all``, ``any
 profile merged into it); erased customers never match. Examples::
 
     {"all": [
-        {"trait": "rfm_group", "op": "in", "value": ["champions", "loyal"]},
+        {"trait": "rfm_group", "op": "in", "value": ["important_value", "important_maintain"]},
         {"purchased": {"category": "C01"}, "within_days": 90},
         {"not": {"tag": "staff"}}
     ]}
