@@ -231,6 +231,7 @@ def _profile_trait(rule: Trait, scope: Scope) -> ir.Table:
     """Customers whose identify trait satisfies the condition, taking the survivor's own value when it
     has one and otherwise the value of the lowest merged profile id (the warehouse keeps no trait times)."""
     p = scope.tenant("profiles")
+    p = p.filter(p.traits.notnull())  # most profiles (devices) have none: leave them out before the join
     m = scope.profile_map()
     joined = p.join(m, p.profile_id == m.profile_id)
     value = json_value(_json_path(joined.traits, rule.trait.removeprefix(PROFILE_PREFIX)), rule)

@@ -54,7 +54,7 @@ FROM (
                   *
                 FROM "profiles" AS "t3"
                 WHERE
-                  "t3"."tenant_id" = 1
+                  "t3"."tenant_id" = 1 AND "t3"."traits" IS NOT NULL
               ) AS "t12"
               INNER JOIN (
                 SELECT

@@ -49,7 +49,7 @@ FROM (
                 *
               FROM "profiles" AS "t1"
               WHERE
-                "t1"."tenant_id" = 1
+                "t1"."tenant_id" = 1 AND "t1"."traits" IS NOT NULL
             ) AS "t6"
             INNER JOIN (
               SELECT
