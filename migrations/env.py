@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 import lianjie.audience.models  # noqa: F401  (registers the tables on Base.metadata)
+import lianjie.audience.segments.models  # noqa: F401
 import lianjie.commerce.models  # noqa: F401
 import lianjie.identity.models  # noqa: F401
 import lianjie.loyalty.coalition.models  # noqa: F401

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from tests.analytics.test_api import ENDPOINTS as ANALYTICS
+from tests.audience.segments.test_api import ENDPOINTS as SEGMENTS
 from tests.audience.test_api import ENDPOINTS as AUDIENCE
 from tests.commerce.test_catalogue import ENDPOINTS as CATALOGUE
 from tests.commerce.test_orders import ENDPOINTS as ORDERS
@@ -20,4 +21,5 @@ def test_every_admin_route_is_in_an_access_table(client: TestClient) -> None:
     routes = {f"{method.upper()} {path}" for path, ops in paths.items() if path.startswith("/api/v1")
               for method in ops}
     assert routes == {e.template for e in [*TENANTS, *IDENTITY, *CATALOGUE, *ORDERS, *LOYALTY, *MEMBERSHIP,
-                                                *COALITION, *COUPONS, *AUDIENCE, *ANALYTICS]}
+                                                *COALITION, *COUPONS, *AUDIENCE, *ANALYTICS,
+                                                *SEGMENTS]}

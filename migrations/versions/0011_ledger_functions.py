@@ -4,7 +4,7 @@ The functions are the server half of lianjie.loyalty.fastpath, which explains wh
 how they are kept equal to the Python ledger. Nothing on SQLite (the Python ledger runs there).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-24
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

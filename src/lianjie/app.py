@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lianjie import __version__, wiring
 from lianjie.analytics.api import router as analytics_router
 from lianjie.audience.api import router as audience_router
+from lianjie.audience.segments.api import router as segments_router
 from lianjie.commerce.api import router as commerce_router
 from lianjie.config import Settings, get_settings
 from lianjie.db import engine_from_settings, make_session_factory
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None,
     app.include_router(coupons_router)
     app.include_router(audience_router)
     app.include_router(analytics_router)
+    app.include_router(segments_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz(session: DbSession) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lianjie import jobs, migrate, wiring
 from lianjie.app import create_app
-from lianjie.cli_analytics import clv_app, traits_app, warehouse_app
+from lianjie.cli_analytics import clv_app, segments_app, traits_app, warehouse_app
 from lianjie.cli_coalition import coalition_app
 from lianjie.cli_coupons import coupons_app
 from lianjie.cli_jobs import jobs_app
@@ -71,7 +71,8 @@ for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), 
                   (apikey_app, "apikey"), (catalogue_app, "catalogue"), (orders_app, "orders"),
                   (identity_app, "identity"), (loyalty_app, "loyalty"), (coupons_app, "coupons"),
                   (membership_app, "membership"), (coalition_app, "coalition"), (clv_app, "clv"), (jobs_app, "jobs"),
-                  (warehouse_app, "warehouse"), (traits_app, "traits"), (demo_app, "demo")):
+                  (warehouse_app, "warehouse"), (traits_app, "traits"), (segments_app, "segments"),
+                  (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
 

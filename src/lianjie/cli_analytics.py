@@ -1,10 +1,11 @@
-"""CLI: the analytics warehouse (sync, rebuild), customer traits (compute) and customer lifetime value
-(fit on a file)."""
+"""CLI: the analytics warehouse (sync, rebuild), customer traits (compute), customer lifetime value
+(fit on a file) and segment previews."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,7 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from lianjie import jobs
-from lianjie.cli_support import JsonFlag, console, emit, err, unit_of_work
+from lianjie.cli_support import JsonFlag, TenantOpt, console, emit, err, unit_of_work
 from lianjie.config import get_settings
 from lianjie.db import engine_from_settings, make_session_factory
 from lianjie.tenants import service as tenants
@@ -29,6 +30,7 @@ warehouse_app = typer.Typer(help="The analytics warehouse (DuckDB): sync from th
 traits_app = typer.Typer(help="Customer traits: RFM, lifecycle stage and CLV, computed in the warehouse.",
                          no_args_is_help=True)
 clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma models.", no_args_is_help=True)
+segments_app = typer.Typer(help="Segment rules (人群圈选) against the warehouse.", no_args_is_help=True)
 
 
 # ---- warehouse -------------------------------------------------------------------------------------
@@ -192,3 +194,29 @@ def _show_clv_fit(fit: ClvFit, predictions: Path | None) -> None:
         console.print(f"per-customer predictions: {predictions}")
 
 
+
+
+# ---- segments --------------------------------------------------------------------------------------
+
+
+@segments_app.command("preview")
+def segments_preview(rule_file: Annotated[Path, typer.Argument(help="A segment rule as JSON.", exists=True,
+                                                               dir_okay=False)],
+                     tenant: TenantOpt, sample: int = 10, as_json: JsonFlag = False) -> None:
+    """How many customers a rule matches now, and a sample of them (a bad rule names its JSON path)."""
+    from lianjie.audience.segments import service as segments
+
+    raw = json.loads(rule_file.read_text(encoding="utf-8"))
+    con = warehouse_connection.connect(get_settings())
+    try:
+        with unit_of_work() as session:
+            merchant = tenants.get_merchant(session, tenant)
+            result = segments.preview(con, segments.scope(session, merchant.id, backend=con.name), raw, sample)
+    finally:
+        con.disconnect()
+    table = Table("customer", "rfm group", "lifecycle", "orders", "spent (fen)", "traits",
+                  title=f"{result.count:,} customers as of {result.as_of:%Y-%m-%d %H:%M} UTC")
+    for p in result.sample:
+        table.add_row(str(p.customer_id), p.rfm_group or "", p.lifecycle_stage or "", str(p.frequency or ""),
+                      str(p.monetary_fen or ""), json.dumps(p.traits, ensure_ascii=False))
+    emit(as_json, result.model_dump(mode="json"), lambda: console.print(table))

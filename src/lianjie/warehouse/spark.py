@@ -193,10 +193,15 @@ class SparkWarehouse(Backend):  # type: ignore[misc]
         self._fresh.discard(name)
 
     def _run_pre_execute_hooks(self, expr: ir.Expr) -> None:
-        for op in expr.op().find(ops.DatabaseTable):
-            if op.source is self and op.name not in self._fresh:
-                self._sync_catalog(op.name)
-                self._fresh.add(op.name)
+        names = {op.name for op in expr.op().find(ops.DatabaseTable) if op.source is self}
+        unbound = {op.name for op in expr.op().find(ops.UnboundTable)}
+        if unbound:
+            # Expressions built on declared layouts (``ibis.table(schema, name)``, as segment previews
+            # are, to skip a schema lookup per table) name tables without a database: ours, here.
+            self._session.catalog.setCurrentDatabase(self._db)
+        for name in (names | unbound) - self._fresh:
+            self._sync_catalog(name)
+            self._fresh.add(name)
         super()._run_pre_execute_hooks(expr)
 
     def _replace_folder(self, name: str, fresh: Path) -> None:
