@@ -36,7 +36,16 @@ from lianjie.config import Settings
 from lianjie.db import transaction, utcnow
 from lianjie.identity.models import Event, Profile
 from lianjie.warehouse.connection import connect
-from lianjie.warehouse.tables import EVENTS, ORDER_LINES, ORDERS, TABLES, AnySelect, WarehouseTable
+from lianjie.warehouse.tables import (
+    CUSTOMER_TRAITS,
+    CUSTOMER_TRAITS_SCHEMA,
+    EVENTS,
+    ORDER_LINES,
+    ORDERS,
+    TABLES,
+    AnySelect,
+    WarehouseTable,
+)
 
 STATE = "_sync_state"
 STATE_SCHEMA = ibis.schema({"name": "string", "value": "string"})
@@ -62,6 +71,8 @@ def _ensure_tables(con: Any) -> None:
             con.create_table(table.name, schema=table.schema)
     if STATE not in existing:
         con.create_table(STATE, schema=ibis.schema({"name": "string", "value": "string"}))
+    if CUSTOMER_TRAITS not in existing:  # empty until the traits job's first run; segments read it
+        con.create_table(CUSTOMER_TRAITS, schema=CUSTOMER_TRAITS_SCHEMA)
 
 
 def _state(con: Any) -> dict[str, str]:

@@ -174,3 +174,12 @@ def test_preview_snapshots_history_and_export(client: TestClient, world: dict[st
     assert latest == ["customer_id", str(p1)]  # the latest snapshot by default
     missing = client.get(f"{S}/{seg}/export.csv", params={"snapshot": 2**62}, headers=h)
     assert missing.status_code == 404
+
+
+def test_a_warehouse_not_synced_yet_is_a_409_not_a_500(client: TestClient, db: Session, warehouse: Any) -> None:
+    """A new install's console may ask before the first sync has created the warehouse's tables."""
+    shop = make_merchant(db, "xinkai")
+    client.app.state.warehouse = warehouse  # type: ignore[attr-defined]  # empty: no table at all
+    response = client.post(f"{S}/preview", json={"rule": VIP}, headers=bearer(make_admin_key(db, shop)))
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "warehouse_not_ready"
