@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import world_warehouse  # noqa: E402
 from lianjie.analytics import customers, periods, sales  # noqa: E402
 from lianjie.analytics.periods import Range  # noqa: E402
-from lianjie.warehouse.tables import CUSTOMER_TRAITS, CUSTOMER_TRAITS_SCHEMA, TABLES  # noqa: E402
+from lianjie.warehouse.tables import LAYOUTS  # noqa: E402
 
 ZONE = "Asia/Shanghai"
 OFFSET_US = 8 * 3600 * 1_000_000  # Asia/Shanghai has no daylight saving
@@ -188,9 +188,8 @@ def synthetic(path: Path, orders: int) -> None:
     ``orders`` orders over the year to 2026-10-31 from 1,000,000 profiles (10 % guests, 4 % refunded in
     full, 3 % in part), 500,000 merged profiles, 600,000 tier assignments, 150 stores, 800 guides."""
     con = ibis.duckdb.connect(str(path))
-    for table in TABLES:
-        con.create_table(table.name, schema=table.schema, overwrite=True)
-    con.create_table(CUSTOMER_TRAITS, schema=CUSTOMER_TRAITS_SCHEMA, overwrite=True)
+    for name, layout in LAYOUTS.items():
+        con.create_table(name, schema=layout, overwrite=True)
     db = con.con
     db.execute("SET TimeZone = 'UTC'")
     db.execute(

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import world_warehouse  # noqa: E402
 from lianjie.audience.segments import compiler, rules, service  # noqa: E402
+from lianjie.warehouse.tables import CUSTOMER_TRAITS, LAYOUTS  # noqa: E402
 
 TENANT = 1  # yunjin, the department store
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -168,7 +169,7 @@ def main() -> None:
           f"profiles, {con.con.execute('SELECT count(*) FROM orders').fetchone()[0]:,} orders; "
           f"RFM derived in {time.perf_counter() - clock:.1f} s")
 
-    traits = ibis.table(service.WAREHOUSE_SCHEMAS["customer_traits"], name=TRAITS)
+    traits = ibis.table(LAYOUTS[CUSTOMER_TRAITS], name=TRAITS)
 
     def table(name: str) -> Any:  # as the API does (service.declared_table), with the bench's traits
         return traits if name == "customer_traits" else service.declared_table(name)

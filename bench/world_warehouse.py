@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 import ibis
 
-from lianjie.warehouse.tables import CUSTOMER_TRAITS, CUSTOMER_TRAITS_SCHEMA, TABLES
+from lianjie.warehouse.tables import LAYOUTS, TABLES
 
 PLACEHOLDER_PHONES = ("13800138000", "00000000000")
 TIERS = "CASE WHEN spend >= 2000000 THEN 'platinum' WHEN spend >= 500000 THEN 'gold' ELSE 'silver' END"
@@ -40,9 +40,8 @@ TIERS = "CASE WHEN spend >= 2000000 THEN 'platinum' WHEN spend >= 500000 THEN 'g
 
 def _create_empty(path: Path) -> None:
     con = ibis.duckdb.connect(str(path))
-    for table in TABLES:
-        con.create_table(table.name, schema=table.schema, overwrite=True)
-    con.create_table(CUSTOMER_TRAITS, schema=CUSTOMER_TRAITS_SCHEMA, overwrite=True)
+    for name, layout in LAYOUTS.items():
+        con.create_table(name, schema=layout, overwrite=True)
     con.disconnect()
 
 

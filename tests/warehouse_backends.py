@@ -28,7 +28,8 @@ import pytest
 
 from lianjie.config import Settings
 from lianjie.errors import ValidationFailed
-from lianjie.warehouse.connection import LAYOUTS, connect_spark
+from lianjie.warehouse.connection import connect_spark
+from lianjie.warehouse.tables import LAYOUTS
 
 BACKENDS = ["duckdb", "spark"]
 SCHEMAS = LAYOUTS

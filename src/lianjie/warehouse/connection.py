@@ -21,10 +21,9 @@ import ibis
 
 from lianjie.config import Settings
 from lianjie.errors import ValidationFailed
-from lianjie.warehouse.tables import CUSTOMER_TRAITS, CUSTOMER_TRAITS_SCHEMA, TABLES
+from lianjie.warehouse.tables import LAYOUTS
 
 #: The declared layout of every warehouse table (Spark stores json as strings and reads it back as json).
-LAYOUTS = {table.name: table.schema for table in TABLES} | {CUSTOMER_TRAITS: CUSTOMER_TRAITS_SCHEMA}
 _MASTER = re.compile(r"local(\[(\d+|\*)\])?")
 
 

@@ -172,3 +172,7 @@ CUSTOMER_TRAITS_SCHEMA = ibis.schema({
     "r_score": "int64", "f_score": "int64", "m_score": "int64", "rfm_group": "string",
     "lifecycle_stage": "string",
     "clv_p_alive": "float64", "clv_expected_purchases": "float64", "clv_expected_value_fen": "int64"})
+
+#: Every warehouse table's layout by name: the copied ones and the derived ones.
+LAYOUTS: dict[str, ibis.Schema] = ({table.name: table.schema for table in TABLES}
+                                   | {CUSTOMER_TRAITS: CUSTOMER_TRAITS_SCHEMA})

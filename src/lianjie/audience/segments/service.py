@@ -33,14 +33,11 @@ from lianjie.db import utcnow
 from lianjie.errors import Conflict, NotFound
 from lianjie.pagination import paginate
 from lianjie.tenants.models import Merchant
-from lianjie.warehouse.tables import CUSTOMER_TRAITS, CUSTOMER_TRAITS_SCHEMA, TABLES
+from lianjie.warehouse.tables import CUSTOMER_TRAITS, LAYOUTS
 
 SEGMENT_MEMBERS = "segment_members"
 SEGMENT_MEMBERS_SCHEMA = ibis.schema({"tenant_id": "int64", "segment_id": "int64", "snapshot_id": "int64",
                                       "customer_id": "int64"})
-
-
-WAREHOUSE_SCHEMAS = {t.name: t.schema for t in TABLES} | {CUSTOMER_TRAITS: CUSTOMER_TRAITS_SCHEMA}
 
 
 @functools.cache
@@ -48,7 +45,7 @@ def declared_table(name: str) -> Any:
     """A warehouse table by its declared layout (tables.py), not looked up in the backend: asking the
     backend for each table's schema costs a metadata query per table per preview (about as much as
     a small preview itself on DuckDB, more on Spark). Run such expressions with ``con.execute``."""
-    return ibis.table(WAREHOUSE_SCHEMAS[name], name=name)
+    return ibis.table(LAYOUTS[name], name=name)
 
 
 def scope(session: Session, tenant_id: int, as_of: dt.datetime | None = None, *,
