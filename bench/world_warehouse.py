@@ -146,6 +146,22 @@ def _products(db: duckdb.DuckDBPyConnection, world: Path, meta: dict) -> None:  
                    "all_varchar=true, header=true)")
 
 
+def _event_columns(source: str) -> str:
+    """The NDJSON columns to parse: ``context`` (most of each line) only where an event's person is
+    known by nothing else, the WeCom contacts' unionid, and then only its ``externalIds``."""
+    columns = ("{type: 'VARCHAR', event: 'VARCHAR', timestamp: 'TIMESTAMPTZ', userId: 'VARCHAR', "
+               "anonymousId: 'VARCHAR', properties: 'JSON', traits: 'JSON'")
+    if source == "wecom":
+        columns += ", context: 'STRUCT(externalIds STRUCT(id VARCHAR, type VARCHAR)[])'"
+    return columns + "}"
+
+
+def _event_unionid(source: str) -> str:
+    if source != "wecom":
+        return "NULL"
+    return "list_filter(e.context.externalIds, x -> x.type = 'wechat_unionid')[1].id"
+
+
 def _events(db: duckdb.DuckDBPyConnection, world: Path, meta: dict) -> None:  # type: ignore[type-arg]
     db.execute("CREATE TEMP TABLE profile_key AS SELECT tenant_id, member_no AS key, profile_id FROM customer "
                "WHERE member_no IS NOT NULL UNION ALL SELECT tenant_id, anonymous_id, profile_id FROM anon")
@@ -156,15 +172,14 @@ def _events(db: duckdb.DuckDBPyConnection, world: Path, meta: dict) -> None:  # 
             paths = _paths(world, [f for f in files if (world / f).stat().st_size > 0])
             if paths == "[]":
                 continue
-            db.execute(
-                f"INSERT INTO events SELECT NULL, {tenant_id}, coalesce(k.profile_id, u.profile_id), e.type, "
-                f"e.event, '{source}', e.timestamp, e.timestamp, coalesce(e.properties, e.traits) FROM "
-                f"read_ndjson({paths}, columns={{type: 'VARCHAR', event: 'VARCHAR', timestamp: 'TIMESTAMPTZ', "
-                "userId: 'VARCHAR', anonymousId: 'VARCHAR', properties: 'JSON', traits: 'JSON', context: 'JSON'}) e "
-                f"LEFT JOIN profile_key k ON k.tenant_id = {tenant_id} AND k.key = coalesce(e.userId, e.anonymousId) "
-                f"LEFT JOIN unionid_key u ON k.profile_id IS NULL AND u.tenant_id = {tenant_id} AND u.unionid = "
-                "json_extract_string(e.context, '$.externalIds[1].id') "
-                "WHERE coalesce(k.profile_id, u.profile_id) IS NOT NULL")
+            db.execute(f"INSERT INTO events SELECT NULL, {tenant_id}, coalesce(k.profile_id, u.profile_id), e.type, "
+                       f"e.event, '{source}', e.timestamp, e.timestamp, coalesce(e.properties, e.traits) "
+                       f"FROM read_ndjson({paths}, columns={_event_columns(source)}) e "
+                       f"LEFT JOIN profile_key k ON k.tenant_id = {tenant_id} "
+                       "AND k.key = coalesce(e.userId, e.anonymousId) "
+                       f"LEFT JOIN unionid_key u ON k.profile_id IS NULL AND u.tenant_id = {tenant_id} "
+                       f"AND u.unionid = {_event_unionid(source)} "
+                       "WHERE coalesce(k.profile_id, u.profile_id) IS NOT NULL")
     db.execute("CREATE TEMP TABLE numbered AS SELECT row_number() OVER (ORDER BY tenant_id, timestamp) AS id, "
                "* EXCLUDE (id) FROM events")
     db.execute("DELETE FROM events")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from lianjie.commerce.events import LineFacts, OrderCompleted, OrderRefunded
 from lianjie.domain_events import publish
+from lianjie.identity.models import Profile
 from lianjie.loyalty import programme
 from lianjie.loyalty.models import PointsAccount, PointsEntry, PointsLot, PointsOperation
 from tests.identity.helpers import customers, msg, send
@@ -49,8 +50,10 @@ def refund(db: Session, tenant_id: int, order_no: str, refunded_fen: int, order_
 
 def check_invariants(db: Session, tenant_id: int, *, allow_debt: bool = True) -> None:
     """Every balance equals the sum of its entries, every lot's remaining the sum of its entries,
-    every operation's points the sum of its entries, and no idempotency key appears twice."""
+    every operation's points the sum of its entries, nothing names a missing row, and no idempotency
+    key appears twice."""
     db.flush()
+    _check_no_orphans(db, tenant_id)
     entry_sums = dict(db.execute(select(PointsEntry.account_id, func.sum(PointsEntry.amount))
                                  .where(PointsEntry.tenant_id == tenant_id).group_by(PointsEntry.account_id)).all())
     debt_sums = dict(db.execute(select(PointsEntry.account_id, func.sum(PointsEntry.amount))
@@ -79,3 +82,22 @@ def check_invariants(db: Session, tenant_id: int, *, allow_debt: bool = True) ->
         PointsOperation.tenant_id == tenant_id).group_by(PointsOperation.idempotency_key)
         .having(func.count() > 1)).all()
     assert keys == []
+
+
+def _check_no_orphans(db: Session, tenant_id: int) -> None:
+    """Every lot and entry names an account, operation (and lot) of the same merchant that exists: the
+    ledger's tables have no foreign keys (migration 0013), so this is the check that they hold."""
+    tables: dict[str, Any] = {"account": PointsAccount, "operation": PointsOperation, "lot": PointsLot}
+    for child, references in ((PointsLot, ("account", "operation")), (PointsEntry, ("account", "operation", "lot"))):
+        for name in references:
+            parent = tables[name]
+            column = getattr(child, f"{name}_id")
+            orphans = db.execute(select(child.id, column).outerjoin(
+                parent, (parent.id == column) & (parent.tenant_id == child.tenant_id))
+                .where(child.tenant_id == tenant_id, column.is_not(None), parent.id.is_(None))).all()
+            assert orphans == [], f"{child.__tablename__} naming a missing {name}: {orphans[:5]}"
+    profiles = db.execute(select(PointsOperation.id).outerjoin(
+        Profile, (Profile.id == PointsOperation.profile_id) & (Profile.tenant_id == PointsOperation.tenant_id))
+                          .where(PointsOperation.tenant_id == tenant_id, PointsOperation.profile_id.is_not(None),
+                                 Profile.id.is_(None))).all()
+    assert profiles == [], f"operations of missing profiles: {profiles[:5]}"

@@ -202,3 +202,14 @@ def test_expiry_dates_follow_the_merchants_calendar() -> None:
     assert year.expires_at(earned) == dt.datetime(2027, 12, 31, 16, 0, tzinfo=dt.UTC)
     never = ProgrammeConfig.model_validate({"expiry": {"kind": "never"}})
     assert never.expires_at(earned) is None
+
+
+def test_the_invariant_check_finds_an_entry_whose_lot_is_gone(db: Session, shop: Merchant) -> None:
+    """The ledger's tables have no foreign keys (migration 0013); check_invariants is what would notice."""
+    buyer = person(db, shop.id, "U1")
+    ledger.earn(db, shop.id, buyer, "k-1", points=50)
+    check_invariants(db, shop.id)
+    entry = db.scalars(select(PointsEntry).where(PointsEntry.tenant_id == shop.id)).one()
+    entry.lot_id = 10**9
+    with pytest.raises(AssertionError, match="points_entries naming a missing lot"):
+        check_invariants(db, shop.id)

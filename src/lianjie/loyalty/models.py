@@ -13,6 +13,12 @@ How the points ledger hangs together:
   ``sum(entries of the account)`` kept in the same transaction, and it is the row that is locked.
 - Every write is an *operation* with the client's idempotency key, unique per merchant: a repeat
   returns the stored result and applies nothing.
+
+Operations, lots and entries carry no foreign keys (migration 0013): only the ledger writes them, always
+naming the account it has just locked and the operation and lot it has just written in the same
+transaction, and nothing deletes an account, a profile or a merchant. On PostgreSQL their nine checks
+were about a third of a till's ledger call. The accounts keep theirs (to the merchant and the
+profile), and tests/loyalty/helpers.check_invariants looks for orphans after every ledger test.
 """
 
 from __future__ import annotations
@@ -94,11 +100,11 @@ class PointsOperation(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(tenant_fk())
+    tenant_id: Mapped[int] = mapped_column(BigId)
     idempotency_key: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))
     # The base profile the operation is attributed to (the one whose account got a new lot).
-    profile_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("profiles.id"), default=None)
+    profile_id: Mapped[int | None] = mapped_column(BigId, default=None)
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     points: Mapped[int] = mapped_column(BigInteger, default=0)  # net change of the balance
     spend_fen: Mapped[int] = mapped_column(BigInteger, default=0)  # qualifying spend, for tiers
@@ -122,9 +128,9 @@ class PointsLot(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(tenant_fk())
-    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_accounts.id"))
-    operation_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_operations.id"))
+    tenant_id: Mapped[int] = mapped_column(BigId)
+    account_id: Mapped[int] = mapped_column(BigId)
+    operation_id: Mapped[int] = mapped_column(BigId)
     amount: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
     available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -142,10 +148,10 @@ class PointsEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(tenant_fk())
-    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_accounts.id"))
-    operation_id: Mapped[int] = mapped_column(BigId, ForeignKey("points_operations.id"))
-    lot_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("points_lots.id"), default=None)
+    tenant_id: Mapped[int] = mapped_column(BigId)
+    account_id: Mapped[int] = mapped_column(BigId)
+    operation_id: Mapped[int] = mapped_column(BigId)
+    lot_id: Mapped[int | None] = mapped_column(BigId, default=None)
     kind: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
