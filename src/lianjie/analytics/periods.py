@@ -217,6 +217,18 @@ def _by_month(day: ir.IntegerValue, rng: Range, value: int) -> ir.IntegerValue:
     return result
 
 
+def month_bits(day: ir.IntegerValue, rng: Range) -> ir.IntegerValue:
+    """For a local day number inside ``rng``: ``1 << k`` when its month is the range's k-th (from 0).
+    Literal bits per month, so the engine needs no bit shift; MAX_MONTHS keeps them within 64 bits."""
+    months = _month_starts(rng)
+    assert len(months) < 63, "a range of at most MAX_MONTHS months"
+    if len(months) == 1:
+        return ibis.literal(1, type="int64")
+    cases = [(day < months[i + 1][1], ibis.literal(1 << i, type="int64")) for i in range(len(months) - 1)]
+    result: Any = ibis.cases(*cases, else_=ibis.literal(1 << (len(months) - 1), type="int64"))
+    return result
+
+
 def bucket(con: Any, ts: ir.TimestampValue, rng: Range, grain: Grain) -> ir.IntegerValue:
     """The local day, week (from Monday) or month a UTC timestamp inside ``rng`` falls in, as the day
     number of the bucket's first day (:func:`from_day_number` gives the date)."""

@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from ibis.backends.pyspark import Backend
 from ibis.backends.pyspark.datatypes import PySparkSchema
+from ibis.backends.sql.compilers.pyspark import PySparkCompiler
 from ibis.formats.pyarrow import PyArrowData
 from pyspark.sql import SparkSession
 
@@ -127,6 +128,13 @@ def _python_rows(obj: Any) -> pa.Table | None:
 _REGISTERED: dict[tuple[str, str], ibis.Schema] = {}
 
 
+class _Compiler(PySparkCompiler):  # type: ignore[misc]
+    """Ibis's PySpark compiler with the aggregates it lacks and Spark SQL has (``bit_or``, which the
+    cohort matrix uses: analytics/customers.py)."""
+
+    SIMPLE_OPS = {**PySparkCompiler.SIMPLE_OPS, ops.BitOr: "bit_or"}
+
+
 class SparkWarehouse(Backend):  # type: ignore[misc]
     """Ibis's PySpark backend bound to one warehouse folder (see the module docstring).
 
@@ -135,6 +143,8 @@ class SparkWarehouse(Backend):  # type: ignore[misc]
     reads it: a test that fills thirteen tables and reads two pays for two registrations, and a new
     connection re-reads only what it uses.
     """
+
+    compiler = _Compiler()
 
     def _configure(self, root: Path, declared: Mapping[str, ibis.Schema]) -> None:
         self._root = root

@@ -236,14 +236,20 @@ def _per_customer(scope: Scope, name: str) -> ir.Table:
 
 def _profile_trait(rule: Trait, scope: Scope) -> ir.Table:
     """Customers whose identify trait satisfies the condition, taking the survivor's own value when it
-    has one and otherwise the value of the lowest merged profile id (the warehouse keeps no trait times)."""
+    has one and otherwise the value of the lowest merged profile id (the warehouse keeps no trait times).
+
+    Each customer's best rank is found over integers and joined back, rather than an ``argmin`` of the
+    value per customer: on the large world that aggregate of strings took twice as long."""
     p = scope.tenant("profiles")
     p = p.filter(p.traits.notnull())  # most profiles (devices) have none: leave them out before the join
     m = scope.profile_map()
     joined = p.join(m, p.profile_id == m.profile_id)
-    value = json_value(_json_path(joined.traits, rule.trait.removeprefix(PROFILE_PREFIX)), rule, scope)
-    rank = ibis.ifelse(joined.profile_id == joined.customer_id, 0, joined.profile_id)
-    picked = joined.filter(value.notnull()).group_by("customer_id").aggregate(value=value.argmin(rank))
+    valued = joined.select(
+        "customer_id", rank=ibis.ifelse(joined.profile_id == joined.customer_id, 0, joined.profile_id),
+        value=json_value(_json_path(joined.traits, rule.trait.removeprefix(PROFILE_PREFIX)), rule, scope))
+    valued = valued.filter(valued.value.notnull())
+    best = valued.group_by(best_id="customer_id").aggregate(best_rank=valued["rank"].min())
+    picked = valued.join(best, [valued.customer_id == best.best_id, valued["rank"] == best.best_rank])
     return picked.filter(condition(picked.value, rule, scope)).select("customer_id")
 
 

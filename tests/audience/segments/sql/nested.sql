@@ -1,3 +1,37 @@
+WITH "t17" AS (
+  SELECT
+    *
+  FROM (
+    SELECT
+      "t8"."customer_id",
+      CASE WHEN "t12"."profile_id" = "t8"."customer_id" THEN 0 ELSE "t12"."profile_id" END AS "rank",
+      CASE
+        WHEN JSON_TYPE("t12"."traits" -> '$.city') = 'VARCHAR'
+        THEN (
+          "t12"."traits" -> '$.city'
+        ) ->> '$'
+        ELSE NULL
+      END AS "value"
+    FROM (
+      SELECT
+        *
+      FROM "profiles" AS "t3"
+      WHERE
+        "t3"."tenant_id" = 1 AND "t3"."traits" IS NOT NULL
+    ) AS "t12"
+    INNER JOIN (
+      SELECT
+        "t0"."profile_id",
+        "t0"."customer_id"
+      FROM "identity_map" AS "t0"
+      WHERE
+        "t0"."tenant_id" = 1
+    ) AS "t8"
+      ON "t12"."profile_id" = "t8"."profile_id"
+  ) AS "t15"
+  WHERE
+    "t15"."value" IS NOT NULL
+)
 SELECT
   COUNT(*) AS "CountStar()"
 FROM (
@@ -18,68 +52,27 @@ FROM (
     (
       "t9"."customer_id" IN (
         SELECT
-          "t19"."customer_id"
+          "t23"."customer_id"
         FROM (
           SELECT
-            "t17"."customer_id",
-            FIRST(
-              CASE
-                WHEN JSON_TYPE("t17"."traits" -> '$.city') = 'VARCHAR'
-                THEN (
-                  "t17"."traits" -> '$.city'
-                ) ->> '$'
-                ELSE NULL
-              END ORDER BY CASE
-                WHEN "t17"."profile_id" = "t17"."customer_id"
-                THEN 0
-                ELSE "t17"."profile_id"
-              END
-            ) AS "value"
-          FROM (
+            "t19"."customer_id",
+            "t19"."rank",
+            "t19"."value",
+            "t22"."best_id",
+            "t22"."best_rank"
+          FROM "t17" AS "t19"
+          INNER JOIN (
             SELECT
-              *
-            FROM (
-              SELECT
-                "t12"."tenant_id",
-                "t12"."profile_id",
-                "t12"."created_at",
-                "t12"."first_seen_at",
-                "t12"."last_seen_at",
-                "t12"."event_count",
-                "t12"."traits",
-                "t12"."erased_at",
-                "t8"."customer_id"
-              FROM (
-                SELECT
-                  *
-                FROM "profiles" AS "t3"
-                WHERE
-                  "t3"."tenant_id" = 1 AND "t3"."traits" IS NOT NULL
-              ) AS "t12"
-              INNER JOIN (
-                SELECT
-                  "t0"."profile_id",
-                  "t0"."customer_id"
-                FROM "identity_map" AS "t0"
-                WHERE
-                  "t0"."tenant_id" = 1
-              ) AS "t8"
-                ON "t12"."profile_id" = "t8"."profile_id"
-            ) AS "t15"
-            WHERE
-              CASE
-                WHEN JSON_TYPE("t15"."traits" -> '$.city') = 'VARCHAR'
-                THEN (
-                  "t15"."traits" -> '$.city'
-                ) ->> '$'
-                ELSE NULL
-              END IS NOT NULL
-          ) AS "t17"
-          GROUP BY
-            1
-        ) AS "t19"
+              "t18"."customer_id" AS "best_id",
+              MIN("t18"."rank") AS "best_rank"
+            FROM "t17" AS "t18"
+            GROUP BY
+              1
+          ) AS "t22"
+            ON "t19"."customer_id" = "t22"."best_id" AND "t19"."rank" = "t22"."best_rank"
+        ) AS "t23"
         WHERE
-          "t19"."value" = '杭州'
+          "t23"."value" = '杭州'
       )
       OR "t9"."customer_id" IN (
         SELECT
@@ -145,4 +138,4 @@ FROM (
           "t16"."value" >= 1000
       )
     )
-) AS "t21"
+) AS "t25"
