@@ -227,7 +227,7 @@ def timed(function: Callable[[], Any], runs: int) -> tuple[float, float, float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--world", type=Path, default=Path("/work/bench-data/large-seed42"))
+    parser.add_argument("--world", type=Path, default=world_warehouse.LARGE_WORLD)
     parser.add_argument("--warehouse", type=Path, help="the DuckDB file (default: WORLD.duckdb)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tenant", type=int, help="merchant id (default: the one with the most orders)")

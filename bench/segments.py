@@ -6,8 +6,8 @@ The warehouse comes from bench/world_warehouse.py (1M customers, ~10M orders). I
 orders first (quintile scores, a group and a lifecycle stage), read by both sides. Each rule runs
 ``--repeat`` times per side, the two sides alternating, and both must give the same count.
 
-    python bench/segments.py [--warehouse /work/bench-data/large-seed42.duckdb] [--repeat 7]
-        [--world /work/bench-data/large-seed42]   # builds the warehouse if it is missing
+    python bench/segments.py [--warehouse var/bench/large-seed42.duckdb] [--repeat 7]
+        [--world var/bench/large-seed42]   # builds the warehouse if it is missing
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--warehouse", type=Path, default=Path("/work/bench-data/large-seed42.duckdb"))
-    parser.add_argument("--world", type=Path, default=Path("/work/bench-data/large-seed42"))
+    parser.add_argument("--warehouse", type=Path, default=world_warehouse.LARGE_WORLD.with_suffix(".duckdb"))
+    parser.add_argument("--world", type=Path, default=world_warehouse.LARGE_WORLD)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     if not args.warehouse.exists():

@@ -35,6 +35,9 @@ import ibis
 from lianjie.warehouse.tables import LAYOUTS, TABLES
 
 PLACEHOLDER_PHONES = ("13800138000", "00000000000")
+# Where the warehouse benchmarks look by default (var/ is not versioned).
+LARGE_WORLD = Path(__file__).resolve().parents[1] / "var" / "bench" / "large-seed42"
+GENERATE = "python bench/demo_generate.py --scale large --out var/bench/large-seed42"
 TIERS = "CASE WHEN spend >= 2000000 THEN 'platinum' WHEN spend >= 500000 THEN 'gold' ELSE 'silver' END"
 
 
@@ -232,6 +235,9 @@ def build(world: Path, out: Path) -> dict[str, int]:
 
 def ensure(world: Path, out: Path, *, force: bool = False) -> Path:
     """The warehouse file for ``world``, built unless an up-to-date one exists."""
+    if not (world / "world.json").exists():
+        raise SystemExit(f"no generated world in {world}: make it with `{GENERATE}` (about 4 min, 13 GB), "
+                         "or name one with --world")
     if force or not out.exists() or out.stat().st_mtime < (world / "world.json").stat().st_mtime:
         print(f"building {out} from {world} ...", flush=True)
         counts = build(world, out)
