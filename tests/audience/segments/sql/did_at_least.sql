@@ -13,35 +13,36 @@ FROM (
       AND NOT (
         COALESCE("t0"."erased", FALSE)
       )
-  ) AS "t4"
+  ) AS "t5"
   WHERE
-    "t4"."customer_id" IN (
+    "t5"."customer_id" IN (
       SELECT
-        "t8"."customer_id"
+        "t9"."customer_id"
       FROM (
         SELECT
-          "t7"."customer_id",
+          "t8"."customer_id",
           COUNT(*) AS "n"
         FROM (
           SELECT
-            "t3"."customer_id"
+            "t4"."customer_id"
           FROM (
             SELECT
               *
-            FROM "events" AS "t1"
+            FROM (
+              SELECT
+                *
+              FROM "events" AS "t1"
+              WHERE
+                "t1"."tenant_id" = 1
+            ) AS "t3"
             WHERE
-              "t1"."tenant_id" = 1
-              AND "t1"."event" = 'Product Viewed'
-              AND "t1"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 10, 2, 16, 0, 0.0, 'UTC')
-              AND "t1"."timestamp" <= MAKE_TIMESTAMPTZ(2026, 11, 1, 4, 0, 0.0, 'UTC')
-              AND CASE
-                WHEN JSON_TYPE("t1"."properties" -> '$.category') = 'VARCHAR'
-                THEN (
-                  "t1"."properties" -> '$.category'
-                ) ->> '$'
-                ELSE NULL
-              END = '跑鞋'
-          ) AS "t6"
+              "t3"."event" = 'Product Viewed'
+              AND "t3"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 10, 2, 16, 0, 0.0, 'UTC')
+              AND "t3"."timestamp" <= MAKE_TIMESTAMPTZ(2026, 11, 1, 4, 0, 0.0, 'UTC')
+              AND (
+                "t3"."properties" ->> '$.category'
+              ) = '跑鞋'
+          ) AS "t7"
           INNER JOIN (
             SELECT
               "t0"."profile_id",
@@ -49,13 +50,13 @@ FROM (
             FROM "identity_map" AS "t0"
             WHERE
               "t0"."tenant_id" = 1
-          ) AS "t3"
-            ON "t6"."profile_id" = "t3"."profile_id"
-        ) AS "t7"
+          ) AS "t4"
+            ON "t7"."profile_id" = "t4"."profile_id"
+        ) AS "t8"
         GROUP BY
           1
-      ) AS "t8"
+      ) AS "t9"
       WHERE
-        "t8"."n" >= 3
+        "t9"."n" >= 3
     )
-) AS "t10"
+) AS "t11"

@@ -1,36 +1,24 @@
-WITH "t17" AS (
+WITH "t15" AS (
   SELECT
-    *
+    "t8"."customer_id",
+    "t12"."profile_id",
+    "t12"."traits" ->> '$.city' AS "value"
   FROM (
     SELECT
-      "t8"."customer_id",
-      CASE WHEN "t12"."profile_id" = "t8"."customer_id" THEN 0 ELSE "t12"."profile_id" END AS "rank",
-      CASE
-        WHEN JSON_TYPE("t12"."traits" -> '$.city') = 'VARCHAR'
-        THEN (
-          "t12"."traits" -> '$.city'
-        ) ->> '$'
-        ELSE NULL
-      END AS "value"
-    FROM (
-      SELECT
-        *
-      FROM "profiles" AS "t3"
-      WHERE
-        "t3"."tenant_id" = 1 AND "t3"."traits" IS NOT NULL
-    ) AS "t12"
-    INNER JOIN (
-      SELECT
-        "t0"."profile_id",
-        "t0"."customer_id"
-      FROM "identity_map" AS "t0"
-      WHERE
-        "t0"."tenant_id" = 1
-    ) AS "t8"
-      ON "t12"."profile_id" = "t8"."profile_id"
-  ) AS "t15"
-  WHERE
-    "t15"."value" IS NOT NULL
+      *
+    FROM "profiles" AS "t3"
+    WHERE
+      "t3"."tenant_id" = 1 AND "t3"."traits" IS NOT NULL
+  ) AS "t12"
+  INNER JOIN (
+    SELECT
+      "t0"."profile_id",
+      "t0"."customer_id"
+    FROM "identity_map" AS "t0"
+    WHERE
+      "t0"."tenant_id" = 1
+  ) AS "t8"
+    ON "t12"."profile_id" = "t8"."profile_id"
 )
 SELECT
   COUNT(*) AS "CountStar()"
@@ -52,27 +40,73 @@ FROM (
     (
       "t9"."customer_id" IN (
         SELECT
-          "t23"."customer_id"
+          "t28"."customer_id"
         FROM (
           SELECT
-            "t19"."customer_id",
-            "t19"."rank",
-            "t19"."value",
-            "t22"."best_id",
-            "t22"."best_rank"
-          FROM "t17" AS "t19"
-          INNER JOIN (
+            *
+          FROM (
             SELECT
-              "t18"."customer_id" AS "best_id",
-              MIN("t18"."rank") AS "best_rank"
-            FROM "t17" AS "t18"
-            GROUP BY
-              1
-          ) AS "t22"
-            ON "t19"."customer_id" = "t22"."best_id" AND "t19"."rank" = "t22"."best_rank"
-        ) AS "t23"
+              "t16"."customer_id",
+              "t16"."value"
+            FROM "t15" AS "t16"
+            WHERE
+              "t16"."value" IS NOT NULL AND "t16"."profile_id" = "t16"."customer_id"
+          ) AS "t18"
+          UNION ALL
+          SELECT
+            *
+          FROM (
+            SELECT
+              "t22"."customer_id",
+              "t22"."value"
+            FROM (
+              SELECT
+                *
+              FROM "t15" AS "t16"
+              WHERE
+                "t16"."value" IS NOT NULL AND "t16"."profile_id" <> "t16"."customer_id"
+            ) AS "t22"
+            ANTI JOIN (
+              SELECT
+                "t16"."customer_id" AS "owner"
+              FROM "t15" AS "t16"
+              WHERE
+                "t16"."value" IS NOT NULL AND "t16"."profile_id" = "t16"."customer_id"
+            ) AS "t21"
+              ON "t22"."customer_id" = "t21"."owner"
+            INNER JOIN (
+              SELECT
+                "t24"."customer_id" AS "lowest_of",
+                MIN("t24"."profile_id") AS "lowest_id"
+              FROM (
+                SELECT
+                  "t22"."customer_id",
+                  "t22"."profile_id",
+                  "t22"."value"
+                FROM (
+                  SELECT
+                    *
+                  FROM "t15" AS "t16"
+                  WHERE
+                    "t16"."value" IS NOT NULL AND "t16"."profile_id" <> "t16"."customer_id"
+                ) AS "t22"
+                ANTI JOIN (
+                  SELECT
+                    "t16"."customer_id" AS "owner"
+                  FROM "t15" AS "t16"
+                  WHERE
+                    "t16"."value" IS NOT NULL AND "t16"."profile_id" = "t16"."customer_id"
+                ) AS "t21"
+                  ON "t22"."customer_id" = "t21"."owner"
+              ) AS "t24"
+              GROUP BY
+                1
+            ) AS "t26"
+              ON "t22"."profile_id" = "t26"."lowest_id"
+          ) AS "t27"
+        ) AS "t28"
         WHERE
-          "t23"."value" = '杭州'
+          "t28"."value" = '杭州'
       )
       OR "t9"."customer_id" IN (
         SELECT
@@ -98,7 +132,7 @@ FROM (
     AND NOT (
       "t9"."customer_id" IN (
         SELECT
-          "t16"."customer_id"
+          "t17"."customer_id"
         FROM (
           SELECT
             "t14"."customer_id",
@@ -133,9 +167,9 @@ FROM (
           ) AS "t14"
           GROUP BY
             1
-        ) AS "t16"
+        ) AS "t17"
         WHERE
-          "t16"."value" >= 1000
+          "t17"."value" >= 1000
       )
     )
-) AS "t25"
+) AS "t30"

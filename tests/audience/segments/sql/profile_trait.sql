@@ -1,36 +1,24 @@
-WITH "t8" AS (
+WITH "t7" AS (
   SELECT
-    *
+    "t4"."customer_id",
+    "t6"."profile_id",
+    "t6"."traits" ->> '$.city' AS "value"
   FROM (
     SELECT
-      "t4"."customer_id",
-      CASE WHEN "t6"."profile_id" = "t4"."customer_id" THEN 0 ELSE "t6"."profile_id" END AS "rank",
-      CASE
-        WHEN JSON_TYPE("t6"."traits" -> '$.city') = 'VARCHAR'
-        THEN (
-          "t6"."traits" -> '$.city'
-        ) ->> '$'
-        ELSE NULL
-      END AS "value"
-    FROM (
-      SELECT
-        *
-      FROM "profiles" AS "t1"
-      WHERE
-        "t1"."tenant_id" = 1 AND "t1"."traits" IS NOT NULL
-    ) AS "t6"
-    INNER JOIN (
-      SELECT
-        "t0"."profile_id",
-        "t0"."customer_id"
-      FROM "identity_map" AS "t0"
-      WHERE
-        "t0"."tenant_id" = 1
-    ) AS "t4"
-      ON "t6"."profile_id" = "t4"."profile_id"
-  ) AS "t7"
-  WHERE
-    "t7"."value" IS NOT NULL
+      *
+    FROM "profiles" AS "t1"
+    WHERE
+      "t1"."tenant_id" = 1 AND "t1"."traits" IS NOT NULL
+  ) AS "t6"
+  INNER JOIN (
+    SELECT
+      "t0"."profile_id",
+      "t0"."customer_id"
+    FROM "identity_map" AS "t0"
+    WHERE
+      "t0"."tenant_id" = 1
+  ) AS "t4"
+    ON "t6"."profile_id" = "t4"."profile_id"
 )
 SELECT
   COUNT(*) AS "CountStar()"
@@ -51,26 +39,72 @@ FROM (
   WHERE
     "t5"."customer_id" IN (
       SELECT
-        "t13"."customer_id"
+        "t18"."customer_id"
       FROM (
         SELECT
-          "t10"."customer_id",
-          "t10"."rank",
-          "t10"."value",
-          "t12"."best_id",
-          "t12"."best_rank"
-        FROM "t8" AS "t10"
-        INNER JOIN (
+          *
+        FROM (
           SELECT
-            "t9"."customer_id" AS "best_id",
-            MIN("t9"."rank") AS "best_rank"
-          FROM "t8" AS "t9"
-          GROUP BY
-            1
-        ) AS "t12"
-          ON "t10"."customer_id" = "t12"."best_id" AND "t10"."rank" = "t12"."best_rank"
-      ) AS "t13"
+            "t8"."customer_id",
+            "t8"."value"
+          FROM "t7" AS "t8"
+          WHERE
+            "t8"."value" IS NOT NULL AND "t8"."profile_id" = "t8"."customer_id"
+        ) AS "t9"
+        UNION ALL
+        SELECT
+          *
+        FROM (
+          SELECT
+            "t13"."customer_id",
+            "t13"."value"
+          FROM (
+            SELECT
+              *
+            FROM "t7" AS "t8"
+            WHERE
+              "t8"."value" IS NOT NULL AND "t8"."profile_id" <> "t8"."customer_id"
+          ) AS "t13"
+          ANTI JOIN (
+            SELECT
+              "t8"."customer_id" AS "owner"
+            FROM "t7" AS "t8"
+            WHERE
+              "t8"."value" IS NOT NULL AND "t8"."profile_id" = "t8"."customer_id"
+          ) AS "t12"
+            ON "t13"."customer_id" = "t12"."owner"
+          INNER JOIN (
+            SELECT
+              "t14"."customer_id" AS "lowest_of",
+              MIN("t14"."profile_id") AS "lowest_id"
+            FROM (
+              SELECT
+                "t13"."customer_id",
+                "t13"."profile_id",
+                "t13"."value"
+              FROM (
+                SELECT
+                  *
+                FROM "t7" AS "t8"
+                WHERE
+                  "t8"."value" IS NOT NULL AND "t8"."profile_id" <> "t8"."customer_id"
+              ) AS "t13"
+              ANTI JOIN (
+                SELECT
+                  "t8"."customer_id" AS "owner"
+                FROM "t7" AS "t8"
+                WHERE
+                  "t8"."value" IS NOT NULL AND "t8"."profile_id" = "t8"."customer_id"
+              ) AS "t12"
+                ON "t13"."customer_id" = "t12"."owner"
+            ) AS "t14"
+            GROUP BY
+              1
+          ) AS "t16"
+            ON "t13"."profile_id" = "t16"."lowest_id"
+        ) AS "t17"
+      ) AS "t18"
       WHERE
-        "t13"."value" = '杭州'
+        "t18"."value" = '杭州'
     )
-) AS "t15"
+) AS "t20"
