@@ -113,6 +113,40 @@ def test_trend_per_local_day_week_and_month(con: Any) -> None:
     assert [(p.start, p.orders, p.net_fen, p.buyers) for p in months] == [(dt.date(2026, 10, 1), 6, 18500, 4)]
 
 
+WINTER = Range.of(dt.date(2025, 12, 1), dt.date(2026, 4, 30), "Asia/Shanghai")  # merchant 3's five months
+
+
+def test_trend_is_counted_in_stretches_of_whole_buckets() -> None:
+    """A long range is counted a stretch at a time (sales.STRETCH_DAYS): the stretches follow each
+    other, cover the range and never cut a bucket, so no buyer is counted in two of them."""
+    grains: tuple[periods.Grain, ...] = ("day", "week", "month")
+    for grain in grains:
+        stretches = sales._stretches(WINTER, grain)
+        assert len(stretches) > 1, grain
+        assert stretches[0][0] == WINTER.first
+        assert stretches[-1][1] == WINTER.last
+        starts = set(periods.bucket_starts(WINTER, grain)) | {WINTER.first}
+        for (_, last), (first, _) in zip(stretches, stretches[1:], strict=False):
+            assert first == last + dt.timedelta(days=1), (grain, first)
+            assert first in starts, (grain, first)
+    assert sales._stretches(OCTOBER, "day") == [(OCTOBER.first, OCTOBER.last)]
+
+
+def test_trend_over_several_stretches_counts_each_bucket_once(con: Any) -> None:
+    days = {p.start: (p.orders, p.buyers) for p in sales.trend(con, 3, WINTER, "day") if p.orders}
+    # 303 ordered twice on 31 January and the guest on 10 January: two orders, one buyer each day;
+    # 31 January and 2 April begin stretches.
+    assert days == {dt.date(2025, 12, 20): (1, 1), dt.date(2026, 1, 5): (1, 1), dt.date(2026, 1, 10): (2, 1),
+                    dt.date(2026, 1, 20): (1, 1), dt.date(2026, 1, 31): (2, 1), dt.date(2026, 2, 1): (1, 1),
+                    dt.date(2026, 2, 10): (1, 1), dt.date(2026, 2, 11): (1, 1), dt.date(2026, 2, 14): (1, 1),
+                    dt.date(2026, 3, 1): (1, 1), dt.date(2026, 3, 3): (1, 1), dt.date(2026, 3, 8): (1, 1),
+                    dt.date(2026, 3, 15): (1, 1), dt.date(2026, 4, 1): (1, 1), dt.date(2026, 4, 2): (1, 1)}
+    months = [(p.start, p.orders, p.buyers) for p in sales.trend(con, 3, WINTER, "month")]
+    # January: 301, 302, 303 (twice), 331 and a guest; February: 311 (locally), 301, 302 (its merged 306), 312.
+    assert months == [(dt.date(2025, 12, 1), 1, 1), (dt.date(2026, 1, 1), 6, 4), (dt.date(2026, 2, 1), 4, 4),
+                      (dt.date(2026, 3, 1), 4, 4), (dt.date(2026, 4, 1), 2, 2)]
+
+
 def test_trend_follows_daylight_saving(con: Any) -> None:
     """Both of merchant 4's orders are on 1 November in Chicago: one under CDT (-5), one under CST (-6)."""
     rng = Range.of(dt.date(2026, 10, 31), dt.date(2026, 11, 2), "America/Chicago")

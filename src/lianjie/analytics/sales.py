@@ -28,6 +28,7 @@ same scan: the query reads ``[previous start, end)`` once and splits by a flag.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -37,9 +38,12 @@ import ibis.expr.types as ir
 from lianjie.analytics import periods
 from lianjie.analytics.periods import Grain, Range
 from lianjie.analytics.schemas import BreakdownRow, Figures, TrendPoint
+from lianjie.commerce.models import OrderChannel
 
 Dimension = Literal["store", "guide", "channel"]
 FIGURES = tuple(Figures.model_fields)
+CHANNELS = tuple(channel.value for channel in OrderChannel)
+STRETCH_DAYS = 61  # trend(): buckets are counted in stretches of about two months
 
 
 def number(value: Any) -> int:
@@ -161,13 +165,22 @@ def trend(con: Any, tenant_id: int, rng: Range, grain: Grain) -> list[TrendPoint
 
     A week or month cut by the range's edge holds only the range's days of it.
     """
-    rows = orders_in(con, tenant_id, rng.start, rng.end)
-    rows = rows.mutate(bucket=periods.bucket(con, rows.ordered_at, rng, grain))
     # A count(distinct) per bucket: on a year of 7.5M orders by day, 0.98 s against 1.49 s for grouping
     # by bucket and customer first (nearly every order is its own customer-day, so that group-by
-    # reduces nothing and carries its sums through millions of groups).
-    table = rows.group_by("bucket").agg(orders=rows.count(), gross=rows.paid_fen.sum(),
-                                        refunded=rows.refunded_fen.sum(), buyers=rows.customer_id.nunique())
+    # reduces nothing and carries its sums through millions of groups). And one such query per stretch
+    # of about two months, in one UNION ALL: a bucket's buyers are counted within it, so the stretches
+    # answer exactly what one query would, with smaller hash tables: 0.86-0.91 s against 1.0-1.1 s for
+    # the year's 365 days, on two threads. Shorter stretches lose it again to Ibis's compiling (0.11 s
+    # for twelve).
+    parts = []
+    for first, last in _stretches(rng, grain):
+        rows = orders_in(con, tenant_id, periods.local_midnight(first, rng.zone),
+                         periods.local_midnight(last + dt.timedelta(days=1), rng.zone))
+        rows = rows.mutate(bucket=periods.bucket(con, rows.ordered_at, rng, grain))
+        parts.append(rows.group_by("bucket").agg(orders=rows.count(), gross=rows.paid_fen.sum(),
+                                                 refunded=rows.refunded_fen.sum(),
+                                                 buyers=rows.customer_id.nunique()))
+    table = parts[0] if len(parts) == 1 else ibis.union(*parts)
     found = {periods.from_day_number(r["bucket"]): r for r in table.to_pyarrow().to_pylist()}
     points = []
     for start in periods.bucket_starts(rng, grain):
@@ -178,12 +191,34 @@ def trend(con: Any, tenant_id: int, rng: Range, grain: Grain) -> list[TrendPoint
     return points
 
 
+def _channel_number(channel: ir.StringValue) -> ir.IntegerValue:
+    """The channel as its place in CHANNELS (null for another value, which orders cannot hold): grouping
+    per channel and customer by a small integer instead of the text took a tenth less time on the
+    large world (0.79 s against 0.88 s for a year of 7.5M orders)."""
+    number_of: ir.IntegerValue = ibis.cases(*[(channel == name, n) for n, name in enumerate(CHANNELS)],
+                                            else_=ibis.null("int8"))
+    return number_of
+
+
+def _stretches(rng: Range, grain: Grain) -> list[tuple[dt.date, dt.date]]:
+    """The range's days cut into stretches of whole buckets, each at least STRETCH_DAYS long (the last
+    may be shorter), as (first day, last day): what :func:`trend` counts in one part of its query."""
+    starts = [max(start, rng.first) for start in periods.bucket_starts(rng, grain)]
+    out: list[tuple[dt.date, dt.date]] = []
+    first = starts[0]
+    for start in starts[1:]:
+        if (start - first).days >= STRETCH_DAYS:
+            out.append((first, start - dt.timedelta(days=1)))
+            first = start
+    out.append((first, rng.last))
+    return out
+
+
 def breakdown(con: Any, tenant_id: int, rng: Range, by: Dimension) -> list[BreakdownRow]:
     """The range's sales per store, per guide (the order's attributed shopping guide) or per channel,
     biggest net GMV first; orders without a store or guide make one row with key null."""
-    column = {"store": "store_id", "guide": "guide_id", "channel": "channel"}[by]
     rows = orders_in(con, tenant_id, rng.start, rng.end)
-    rows = rows.mutate(key=rows[column])
+    rows = rows.mutate(key=_channel_number(rows.channel) if by == "channel" else rows[f"{by}_id"])
     per = _per_customer(rows, ["key"], con, tenant_id, lambda _: ibis.literal(rng.end))
     table = per.group_by("key").agg(**_totals(per))
     if by == "channel":
@@ -195,6 +230,8 @@ def breakdown(con: Any, tenant_id: int, rng: Range, by: Dimension) -> list[Break
         table = table.left_join(names, table.key == names.id).select(
             *[table[c] for c in table.columns], code=names.code, name=names.name)
     found = table.to_pyarrow().to_pylist()
+    if by == "channel":
+        found = [r | {"key": CHANNELS[r["key"]] if r["key"] is not None else None} for r in found]
     total_net = sum(number(r["gross"]) - number(r["refunded"]) for r in found)
     out = []
     for r in found:
