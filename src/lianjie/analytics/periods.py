@@ -207,26 +207,28 @@ def _month_starts(rng: Range) -> list[tuple[int, int]]:
     return [(i, day_number(month_of(i))) for i in range(month_index(rng.first), month_index(rng.last) + 1)]
 
 
+def _per_month(day: ir.IntegerValue, rng: Range, values: list[int]) -> ir.IntegerValue:
+    """``values[k]`` for a local day number inside ``rng`` that falls in the range's k-th month (from 0),
+    as a CASE over the months' first days."""
+    starts = [start for _, start in _month_starts(rng)]
+    if len(starts) == 1:
+        return ibis.literal(values[0], type="int64")
+    cases = [(day < starts[k + 1], ibis.literal(values[k], type="int64")) for k in range(len(starts) - 1)]
+    result: Any = ibis.cases(*cases, else_=ibis.literal(values[-1], type="int64"))
+    return result
+
+
 def _by_month(day: ir.IntegerValue, rng: Range, value: int) -> ir.IntegerValue:
     """The month of a local day number inside ``rng``: its index (value 0) or its first day's number (1)."""
-    months = _month_starts(rng)
-    if len(months) == 1:
-        return ibis.literal(months[0][value], type="int64")
-    cases = [(day < months[i + 1][1], months[i][value]) for i in range(len(months) - 1)]
-    result: Any = ibis.cases(*cases, else_=months[-1][value])
-    return result
+    return _per_month(day, rng, [month[value] for month in _month_starts(rng)])
 
 
 def month_bits(day: ir.IntegerValue, rng: Range) -> ir.IntegerValue:
     """For a local day number inside ``rng``: ``1 << k`` when its month is the range's k-th (from 0).
     Literal bits per month, so the engine needs no bit shift; MAX_MONTHS keeps them within 64 bits."""
-    months = _month_starts(rng)
-    assert len(months) < 63, "a range of at most MAX_MONTHS months"
-    if len(months) == 1:
-        return ibis.literal(1, type="int64")
-    cases = [(day < months[i + 1][1], ibis.literal(1 << i, type="int64")) for i in range(len(months) - 1)]
-    result: Any = ibis.cases(*cases, else_=ibis.literal(1 << (len(months) - 1), type="int64"))
-    return result
+    months = len(_month_starts(rng))
+    assert months < 63, "a range of at most MAX_MONTHS months"
+    return _per_month(day, rng, [1 << k for k in range(months)])
 
 
 def bucket(con: Any, ts: ir.TimestampValue, rng: Range, grain: Grain) -> ir.IntegerValue:

@@ -181,22 +181,28 @@ def _holds_for(cond: Condition, value: Any) -> bool:
 
 def json_value(column: ir.Value, dotted: str, cond: Condition, scope: Scope) -> ir.Value:
     """Member ``a.b`` of a JSON column, unwrapped as the type the condition compares with (a number or
-    a boolean of another type reads as null; for a string, another type reads as its JSON text)."""
+    a boolean of another type reads as null; for a string, on DuckDB and Spark another type reads as
+    its JSON text)."""
     sample = cond.value[0] if isinstance(cond.value, list) and cond.value else cond.value
-    node = _json_path(column, dotted)
+    is_text = cond.op is not Op.IS_SET and not isinstance(sample, bool | int | float)
+    if is_text and scope.backend == "duckdb":
+        # One parse of the document: Ibis's ``.str`` checks the member's type and extracts it again,
+        # three parses a row, which was most of a trait rule's time on the large world.
+        return _duckdb_json_text(_as_json(column), "$." + dotted)
+    node = _as_json(column)
+    for key in dotted.split("."):
+        node = node[key]
     if cond.op is Op.IS_SET:
         return node
     if isinstance(sample, bool):
         return node.bool
     if isinstance(sample, int | float):
         return node.float
-    if scope.backend == "duckdb":
-        # One parse of the document: Ibis's ``.str`` checks the member's type and extracts it again,
-        # three parses a row, which was most of a trait rule's time on the large world.
-        return _duckdb_json_text(column.cast("json"), "$." + dotted)
-    # PySpark's get_json_object gives a string member's text without its quotes (and another type's
-    # JSON text, as DuckDB's json_extract_string does), which Ibis's ``.str`` would fail to parse.
-    return node.cast("string")
+    if scope.backend == "pyspark":
+        # PySpark's get_json_object gives a string member's text without its quotes (and another
+        # type's JSON text, as DuckDB's json_extract_string does), which ``.str`` would fail to parse.
+        return node.cast("string")
+    return node.str
 
 
 def _json_text(document: Any, path: str) -> Any: ...
@@ -207,11 +213,9 @@ _duckdb_json_text = ibis.udf.scalar.builtin(_json_text, name="json_extract_strin
                                             signature=((idt.JSON(), idt.String()), idt.String()))
 
 
-def _json_path(column: ir.Value, dotted: str) -> ir.JSONValue:
-    """``a.b`` inside a JSON column (a column a backend holds as text is read as JSON)."""
-    node = column if column.type().is_json() else column.cast("json")
-    for key in dotted.split("."):
-        node = node[key]
+def _as_json(column: ir.Value) -> ir.JSONValue:
+    """A JSON column as JSON (a column a backend holds as text is read as JSON)."""
+    node: ir.JSONValue = column if column.type().is_json() else column.cast("json")
     return node
 
 
