@@ -32,7 +32,6 @@ from lianjie.warehouse.connection import connect_spark
 from lianjie.warehouse.tables import LAYOUTS
 
 BACKENDS = ["duckdb", "spark"]
-SCHEMAS = LAYOUTS
 IN_CI = os.environ.get("CI", "").lower() == "true"
 #: Tiny data, one core per test process (pytest -n auto runs one process per core). For queries over a
 #: few rows, compiling code costs more than it saves: the JVM's quick compiler only, no whole-stage
@@ -93,7 +92,7 @@ def fill(con: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
 
     A row may leave out columns; they are null.
     """
-    for name, schema in SCHEMAS.items():
+    for name, schema in LAYOUTS.items():
         # An empty table from the schema, then an insert: ten times faster than create_table(obj=...).
         con.create_table(name, schema=schema, overwrite=True)
         given = rows.get(name, [])

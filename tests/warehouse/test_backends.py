@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tests.warehouse_backends import SCHEMAS, fill
+from lianjie.warehouse.tables import LAYOUTS
+from tests.warehouse_backends import fill
 
 
 def test_fill_gives_back_the_rows_and_empty_tables(warehouse: Any) -> None:
@@ -15,5 +16,5 @@ def test_fill_gives_back_the_rows_and_empty_tables(warehouse: Any) -> None:
     orders = warehouse.table("orders")
     assert orders.paid_fen.sum().execute() == 2000
     assert orders.filter(orders.order_no == "SO-1").ordered_at.execute().tolist()[0].to_pydatetime() == at
-    assert set(SCHEMAS) <= set(warehouse.list_tables())
+    assert set(LAYOUTS) <= set(warehouse.list_tables())
     assert warehouse.table("events").count().execute() == 0

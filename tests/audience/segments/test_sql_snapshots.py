@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 import ibis
 import pytest
 
-from lianjie.audience.segments import compiler, rules
+from lianjie.audience.segments import compiler, rules, service
 from tests.audience.segments.world import AS_OF, ZONE
-from tests.warehouse_backends import SCHEMAS
 
 HERE = Path(__file__).parent / "sql"
 UPDATE = os.environ.get("LIANJIE_UPDATE_SNAPSHOTS") == "1"
@@ -43,7 +42,7 @@ EXAMPLES: dict[str, Any] = {
 
 
 def compiled(raw: Any) -> str:
-    scope = compiler.Scope(1, AS_OF, ZoneInfo(ZONE), lambda name: ibis.table(SCHEMAS[name], name=name))
+    scope = compiler.Scope(1, AS_OF, ZoneInfo(ZONE), service.declared_table)
     return str(ibis.to_sql(compiler.count(rules.parse(raw), scope), dialect="duckdb")).strip() + "\n"
 
 
