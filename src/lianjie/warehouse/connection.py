@@ -23,7 +23,7 @@ from lianjie.config import Settings
 from lianjie.errors import ValidationFailed
 from lianjie.warehouse.tables import LAYOUTS
 
-#: The declared layout of every warehouse table (Spark stores json as strings and reads it back as json).
+#: The Spark masters lianjie runs on: local mode only (local, local[N], local[*]).
 _MASTER = re.compile(r"local(\[(\d+|\*)\])?")
 
 

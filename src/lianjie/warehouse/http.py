@@ -19,7 +19,7 @@ def _missing_table(exc: Exception) -> bool:
             or (type(exc).__name__ == "CatalogException" and "does not exist" in text))
 
 
-def _not_ready(exc: Exception) -> Conflict:
+def _not_ready() -> Conflict:
     return Conflict("the warehouse does not hold this table yet: it fills on the first sync (`lianjie warehouse "
                     "sync`, or a minute after `lianjie serve` starts)", code="warehouse_not_ready")
 
@@ -38,7 +38,7 @@ def get_warehouse(request: Request) -> Iterator[Any]:
     except Exception as exc:
         # Before the first sync (a new install) the tables are not there: a 409 that says so, not a 500.
         if _missing_table(exc):
-            raise _not_ready(exc) from exc
+            raise _not_ready() from exc
         raise
     finally:
         if shared is None:
