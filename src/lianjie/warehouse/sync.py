@@ -37,9 +37,8 @@ from lianjie.db import transaction, utcnow
 from lianjie.identity.models import Event, Profile
 from lianjie.warehouse.connection import connect
 from lianjie.warehouse.tables import (
-    CUSTOMER_TRAITS,
-    CUSTOMER_TRAITS_SCHEMA,
     EVENTS,
+    LAYOUTS,
     ORDER_LINES,
     ORDERS,
     TABLES,
@@ -65,14 +64,12 @@ class SyncReport:
 
 
 def _ensure_tables(con: Any) -> None:
+    """Every table the warehouse declares, empty where missing (``customer_traits`` stays so until the
+    traits job's first run; segments read it), and the sync's own state."""
     existing = set(con.list_tables())
-    for table in TABLES:
-        if table.name not in existing:
-            con.create_table(table.name, schema=table.schema)
-    if STATE not in existing:
-        con.create_table(STATE, schema=ibis.schema({"name": "string", "value": "string"}))
-    if CUSTOMER_TRAITS not in existing:  # empty until the traits job's first run; segments read it
-        con.create_table(CUSTOMER_TRAITS, schema=CUSTOMER_TRAITS_SCHEMA)
+    for name, schema in (LAYOUTS | {STATE: STATE_SCHEMA}).items():
+        if name not in existing:
+            con.create_table(name, schema=schema)
 
 
 def _state(con: Any) -> dict[str, str]:
