@@ -32,7 +32,7 @@ from lianjie.audience.segments.schemas import (
 from lianjie.db import utcnow
 from lianjie.errors import Conflict, NotFound
 from lianjie.pagination import paginate
-from lianjie.tenants.models import Merchant
+from lianjie.tenants import service as tenants
 from lianjie.warehouse.tables import CUSTOMER_TRAITS, LAYOUTS
 
 SEGMENT_MEMBERS = "segment_members"
@@ -51,9 +51,7 @@ def declared_table(name: str) -> Any:
 def scope(session: Session, tenant_id: int, as_of: dt.datetime | None = None, *,
           backend: str = "duckdb") -> compiler.Scope:
     """The merchant's warehouse tables as of ``as_of`` (default now) in the merchant's time zone."""
-    merchant = session.get(Merchant, tenant_id)
-    if merchant is None:
-        raise NotFound(f"no merchant {tenant_id}", code="merchant_not_found")
+    merchant = tenants.get_merchant(session, tenant_id)
     return compiler.Scope(tenant_id, (as_of or utcnow()).astimezone(dt.UTC), ZoneInfo(merchant.timezone),
                           declared_table, backend)
 
