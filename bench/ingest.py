@@ -84,12 +84,22 @@ def send_all(base: str, key: str, batches: list[bytes], clients: int) -> tuple[f
                 latencies.append(time.perf_counter() - started)
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            worker()
+        except BaseException as exc:  # a thread's exception would otherwise only be printed
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(clients)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} client thread(s) failed; the first: {failures[0]!r}")
     return time.perf_counter() - started, latencies
 
 
@@ -148,6 +158,8 @@ def run_one(label: str, database_url: str | None, messages: list[dict[str, Any]]
         seconds, latencies = send_all(base, key, batches, args.clients)
     url = database_url or f"sqlite:///{cwd / 'var' / 'lianjie.db'}"
     graph = resolved(url)
+    if graph["events"] != len(messages):
+        raise RuntimeError(f"{len(messages)} events acknowledged but {graph['events']} stored with a profile")
     raw = raw_insert_rate(url, messages, args.batch)
     rate = len(messages) / seconds
     quantiles = statistics.quantiles(latencies, n=100)

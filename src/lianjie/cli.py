@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lianjie import jobs, migrate, wiring
-from lianjie.app import create_app
+from lianjie.app import serving_app
 from lianjie.cli_analytics import clv_app, segments_app, traits_app, warehouse_app
 from lianjie.cli_coalition import coalition_app
 from lianjie.cli_coupons import coupons_app
@@ -129,11 +129,11 @@ def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HO
             # uvicorn kills a worker that is not serving within timeout_worker_healthcheck (5 s by
             # default) and starts another; on a busy machine importing the app takes longer than
             # that, and the server restarted its workers forever without ever answering.
-            uvicorn.run("lianjie.app:create_app", factory=True, host=host or settings.host,
+            uvicorn.run("lianjie.app:serving_app", factory=True, host=host or settings.host,
                         port=port or settings.port, workers=processes, http=NoDelayH11Protocol,
                         timeout_worker_healthcheck=_WORKER_START_SECONDS)
         else:
-            uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+            uvicorn.run(serving_app(), host=host or settings.host, port=port or settings.port,
                         http=NoDelayH11Protocol)
     finally:
         if consumer is not None:

@@ -16,7 +16,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import driver_execute, driver_insert, is_sqlite, json_param, json_text, placeholders, sqlite_time
+from lianjie.db import driver_execute, driver_insert, in_values, is_sqlite, json_param, json_text, sqlite_time
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, extract
@@ -66,8 +66,9 @@ def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -
     stored: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        sql = f"SELECT message_id FROM events WHERE tenant_id = ? AND message_id IN ({placeholders(len(chunk))})"
-        stored.update(row[0] for row in driver_execute(session, sql, (tenant_id, *chunk)))
+        where, params = in_values(session, "message_id", chunk)
+        sql = f"SELECT message_id FROM events WHERE tenant_id = ? AND {where}"
+        stored.update(row[0] for row in driver_execute(session, sql, (tenant_id, *params)))
     return set(ids) - stored
 
 
@@ -88,10 +89,10 @@ def _with_aliases(session: Session, tenant_id: int, items: list[Prepared], ciphe
     hashes = [ident.hash for ident in as_user.values()]
     stored: set[str] = set()
     for start in range(0, len(hashes), 500):
-        chunk = hashes[start:start + 500]
+        where, params = in_values(session, "value_hash", hashes[start:start + 500])
         stored.update(row[0] for row in driver_execute(
-            session, "SELECT value_hash FROM identifiers WHERE tenant_id = ? AND type = 'user_id'"
-                     f" AND value_hash IN ({placeholders(len(chunk))})", (tenant_id, *chunk)))
+            session, f"SELECT value_hash FROM identifiers WHERE tenant_id = ? AND type = 'user_id' AND {where}",
+            (tenant_id, *params)))
     out = []
     for item in items:
         value = previous.get(item.message.message_id) if item.message.type == "alias" else None
@@ -203,9 +204,10 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
         if profile_id is not None:
             moment = item.message.timestamp
             touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)
+    # No ON CONFLICT: the messageIds were found new under the identity-graph lock, which every
+    # writer of the merchant's events holds, and repeats within the batch were dropped above.
     values = "(" + ", ".join(["?"] * 12 + [json_param(session), "?"]) + ")"
-    driver_insert(session, f"events ({', '.join(_EVENT_COLUMNS)})", values, rows,
-                  "ON CONFLICT (tenant_id, message_id) DO NOTHING")
+    driver_insert(session, f"events ({', '.join(_EVENT_COLUMNS)})", values, rows)
     apply_touches(session, cipher, touches)
     result.accepted = len(fresh)
     return result

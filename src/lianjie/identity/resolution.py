@@ -34,9 +34,9 @@ from lianjie.db import (
     allocate_ids,
     driver_execute,
     driver_insert,
+    in_values,
     json_param,
     json_text,
-    placeholders,
     time_binder,
     utcnow,
 )
@@ -122,13 +122,12 @@ class BatchResolver:
         hashes = list(wanted)
         rows: list[Any] = []
         for start in range(0, len(hashes), 500):
-            chunk = hashes[start:start + 500]
+            where, params = in_values(self.session, "i.value_hash", hashes[start:start + 500])
             rows += driver_execute(
                 self.session,
                 "SELECT i.id, i.type, i.value_hash, i.profile_id, COALESCE(p.merged_into_id, p.id)"
-                " FROM identifiers i JOIN profiles p ON p.id = i.profile_id"
-                f" WHERE i.tenant_id = ? AND i.value_hash IN ({placeholders(len(chunk))})",
-                (self.tenant_id, *chunk)).fetchall()
+                f" FROM identifiers i JOIN profiles p ON p.id = i.profile_id WHERE i.tenant_id = ? AND {where}",
+                (self.tenant_id, *params)).fetchall()
         self._load_erased(wanted - {row[2] for row in rows})
         roots = set()
         for ident_id, type_, value_hash, profile_id, root in rows:
@@ -157,22 +156,23 @@ class BatchResolver:
         """
         if not roots:
             return
-        wanted = list(roots)
-        marks = placeholders(len(wanted))
+        by_id, params = in_values(self.session, "id", list(roots))
+        by_pointer, _ = in_values(self.session, "merged_into_id", list(roots))
         for profile_id, merged_into in driver_execute(
                 self.session,
-                f"SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND id IN ({marks})"
-                f" UNION SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND merged_into_id IN ({marks})",
-                (self.tenant_id, *wanted, self.tenant_id, *wanted)):
+                f"SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND {by_id}"
+                f" UNION SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND {by_pointer}",
+                (self.tenant_id, *params, self.tenant_id, *params)):
             root = merged_into or profile_id
             self.members.setdefault(root, set()).add(profile_id)
             self.root_of[profile_id] = root
         member_ids = [p for root in roots for p in self.members.get(root, ())]
         if not member_ids:
             return
+        where, params = in_values(self.session, "profile_id", member_ids)
         for profile_id, type_, count in driver_execute(
-                self.session, f"SELECT profile_id, type, count(*) FROM identifiers"
-                f" WHERE profile_id IN ({placeholders(len(member_ids))}) GROUP BY profile_id, type", tuple(member_ids)):
+                self.session,
+                f"SELECT profile_id, type, count(*) FROM identifiers WHERE {where} GROUP BY profile_id, type", params):
             self.counts[self.root_of[profile_id]][type_] += count
 
     # ---- resolving -------------------------------------------------------------------------------
@@ -289,10 +289,10 @@ class BatchResolver:
         bind_time = time_binder(self.session)
         rows = [(real_id, self.tenant_id, bind_time(self.new_profiles[t]),
                  json_text({"_reappeared_after_erasure": [True, self.new_profiles[t].isoformat()]}
-                           if t in self.reappeared else {}))
+                           if t in self.reappeared else {}), 0)
                 for t, real_id in zip(temps, ids, strict=True)]
         driver_insert(self.session, "profiles (id, tenant_id, created_at, traits, event_count)",
-                      f"(?, ?, ?, {json_param(self.session)}, 0)", rows)
+                      f"(?, ?, ?, {json_param(self.session)}, ?)", rows)
         return dict(zip(temps, ids, strict=True))
 
     def _insert_identifiers(self, fix: Any) -> None:

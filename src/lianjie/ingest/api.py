@@ -22,15 +22,16 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
-from lianjie.db import process_turn, transaction, utcnow, writer_turn
-from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, ServiceBusy, Unauthenticated
+from lianjie.db import process_turn, transaction, utcnow
+from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, Unauthenticated
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.ingest import service
+from lianjie.ingest.commit import group_commit
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
 from lianjie.tenants.keys import authenticate, record_use
 from lianjie.tenants.models import ApiKeyKind
@@ -39,7 +40,6 @@ router = APIRouter(prefix="/v1", tags=["tracking (Segment-compatible)"])
 
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
-_RETRIES = 5
 
 
 def _decode_body(body: bytes, encoding: str | None, limit: int) -> Any:
@@ -78,7 +78,24 @@ def _write_key(authorization: str | None, body: Any) -> str:
 
 def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any, implied_type: str | None,
             received_at: dt.datetime) -> service.BatchResult:
-    """Authenticate, validate and store; the stored batch is committed before this returns."""
+    """Authenticate, validate and store; the stored batch is committed before this returns.
+
+    The CPU-bound part (validation, identifiers, PII sealing) takes this process's turn on a SQLite
+    file (``db.process_turn``) and runs while other batches are being written; the write itself
+    joins the process's group commit.
+    """
+    with process_turn(factory):
+        checked = _check(factory, authorization, body, implied_type, received_at)
+    result, config, source, prepared = checked
+    if prepared:
+        stored = group_commit(factory).store(config, source, prepared)
+        result.accepted, result.duplicates = stored.accepted, stored.duplicates
+    return result
+
+
+def _check(factory: sessionmaker[Session], authorization: str | None, body: Any, implied_type: str | None,
+           received_at: dt.datetime) -> tuple[service.BatchResult, IdentityConfig, recording.Source,
+                                              list[recording.Prepared]]:
     with transaction(factory) as session:
         caller = authenticate(session, _write_key(authorization, body), ApiKeyKind.WRITE)
         config = load_config(session, caller.tenant_id)
@@ -96,18 +113,8 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
         raws, batch_sent_at = [body], None
     good, bad = service.check_messages(raws, implied_type=implied_type, batch_sent_at=batch_sent_at,
                                        received_at=received_at)
-    result = service.BatchResult(rejected=bad)
-    if good:
-        stored = _store_with_retry(factory, config, source, good, received_at)
-        result.accepted, result.duplicates = stored.accepted, stored.duplicates
-        result.merges, result.conflicts = stored.merges, stored.conflicts
-    return result
-
-
-def _ingest_in_turn(factory: sessionmaker[Session], authorization: str | None, body: Any, implied_type: str | None,
-                    received_at: dt.datetime) -> service.BatchResult:
-    with process_turn(factory):
-        return _ingest(factory, authorization, body, implied_type, received_at)
+    prepared = recording.prepare(get_cipher(), config, source, good, received_at) if good else []
+    return service.BatchResult(rejected=bad), config, source, prepared
 
 
 def _sent_at(body: dict[str, Any]) -> dt.datetime | None:
@@ -117,28 +124,12 @@ def _sent_at(body: dict[str, Any]) -> dt.datetime | None:
         raise BadRequest(exc.message, field="sentAt") from None
 
 
-def _store_with_retry(factory: sessionmaker[Session], config: IdentityConfig, source: recording.Source,
-                      good: list[Any], received_at: dt.datetime) -> recording.StoreResult:
-    """Prepare outside the write lock, then store; a lost race on a new identifier is retried."""
-    cipher = get_cipher()
-    prepared = recording.prepare(cipher, config, source, good, received_at)
-    for attempt in range(_RETRIES):
-        try:
-            with writer_turn(factory), transaction(factory, write=True) as session:
-                return recording.store_prepared(session, cipher, config, source, prepared)
-        except (IntegrityError, OperationalError) as exc:
-            if attempt == _RETRIES - 1:
-                raise ServiceBusy("the event store is busy; retry the same batch (it is safe: messageIds "
-                                  "make it idempotent)") from exc
-    raise AssertionError("unreachable")
-
-
 async def _handle(request: Request, implied_type: str | None, authorization: str | None,
                   content_encoding: str | None) -> JSONResponse:
     received_at = utcnow()
     limit = MAX_BATCH_BYTES if implied_type is None else MAX_MESSAGE_BYTES
     body = _decode_body(await request.body(), content_encoding, limit)
-    result = await run_in_threadpool(_ingest_in_turn, request.app.state.session_factory, authorization, body,
+    result = await run_in_threadpool(_ingest, request.app.state.session_factory, authorization, body,
                                      implied_type, received_at)
     rejected = [{"index": r.index, "field": r.field, "message": r.message} for r in result.rejected]
     if rejected and not (result.accepted or result.duplicates):

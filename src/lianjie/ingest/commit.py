@@ -1,0 +1,173 @@
+"""Group commit: the tracking batches that arrive while one is being written share the next transaction.
+
+A batch's write has a fixed cost that does not depend on its size: BEGIN, the identity-graph lock,
+the look-ups of its messageIds and identifiers, one statement per table, COMMIT. With 100-message
+batches (the SDKs' default) that fixed cost was a fifth of ingestion's time. So the requests of one
+server process queue their prepared batches here, and whichever request finds no write under way
+becomes the *leader*: it takes every batch queued so far, stores them in one transaction and hands
+each request its own result. Every request still returns only after its batch is committed.
+
+The messages are stored in arrival order, batch after batch, exactly as separate transactions would
+have stored them; a messageId sent twice in one group (a client retrying while its first attempt
+is still queued) is stored once and counted as a duplicate of the later batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from lianjie.crypto import get_cipher
+from lianjie.db import process_turn, transaction, writer_turn
+from lianjie.errors import ServiceBusy
+from lianjie.identity import recording
+from lianjie.identity.config import IdentityConfig
+
+# A group holds at most this many messages: bigger groups save little more and make the batches
+# that wait on them slower.
+MAX_GROUP_MESSAGES = 5_000
+_RETRIES = 5
+
+
+@dataclass
+class Stored:
+    """One batch's share of a group's write."""
+
+    accepted: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class _Pending:
+    config: IdentityConfig
+    source: recording.Source
+    prepared: list[recording.Prepared]
+    done: threading.Event = field(default_factory=threading.Event)
+    stored: Stored | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """The batches of one session factory (one database) waiting to be written, and their leader.
+
+    ``cpu_turn`` is held while the leader works in its transaction (``db.process_turn`` on SQLite):
+    another thread of the process preparing the next batch would otherwise take the GIL each time
+    the leader waits on the database, and keep it for up to the 5 ms switch interval while the
+    write lock, which every process waits on, is held.
+    """
+
+    def __init__(self, factory: sessionmaker[Session],
+                 cpu_turn: Callable[[], AbstractContextManager[None]] | None = None) -> None:
+        self.factory = factory
+        self._cpu_turn = cpu_turn or nullcontext
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
+
+    def store(self, config: IdentityConfig, source: recording.Source,
+              prepared: list[recording.Prepared]) -> Stored:
+        """Store one prepared batch, alone or with others; returns after the commit that holds it."""
+        mine = _Pending(config, source, prepared)
+        with self._queue_lock:
+            self._queue.append(mine)
+        while not mine.done.is_set():
+            with self._leader:
+                if not mine.done.is_set():
+                    self._lead()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.stored is not None
+        return mine.stored
+
+    def _lead(self) -> None:
+        """Write the batches queued so far (up to the group limit) in one transaction."""
+        with writer_turn(self.factory), self._cpu_turn():
+            group = self._take()
+            try:
+                results = self._write(group)
+            except Exception as exc:  # every request of the group answers with its failure
+                for pending in group:
+                    pending.error = exc
+                    pending.done.set()
+                return
+        for pending, stored in zip(group, results, strict=True):
+            pending.stored = stored
+            pending.done.set()
+
+    def _take(self) -> list[_Pending]:
+        with self._queue_lock:
+            size, count = 0, 0
+            for pending in self._queue:
+                if count and size + len(pending.prepared) > MAX_GROUP_MESSAGES:
+                    break
+                size += len(pending.prepared)
+                count += 1
+            group, self._queue = self._queue[:count], self._queue[count:]
+        return group
+
+    def _write(self, group: list[_Pending]) -> list[Stored]:
+        cipher = get_cipher()
+        for attempt in range(_RETRIES):
+            try:
+                with transaction(self.factory, write=True) as session:
+                    return _store_group(session, cipher, group)
+            except (IntegrityError, OperationalError) as exc:
+                # A lost race on a new identifier with a writer outside this queue, or a busy
+                # database: the prepared batches are untouched, so the whole group is tried again.
+                if attempt == _RETRIES - 1:
+                    raise ServiceBusy("the event store is busy; retry the same batch (it is safe: "
+                                      "messageIds make it idempotent)") from exc
+        raise AssertionError("unreachable")
+
+
+def _store_group(session: Session, cipher: Any, group: list[_Pending]) -> list[Stored]:
+    """Each merchant's batches as one list, in arrival order; then each batch's share of the result."""
+    stored_ids: set[str] = set()
+    for _, same_merchant in groupby(sorted(group, key=_merchant), key=_merchant):
+        batches = list(same_merchant)
+        # The newest config: a merchant's rules changed while batches waited apply to all of them.
+        config = batches[-1].config
+        merged = [item for pending in batches for item in pending.prepared]
+        result = recording.store_prepared(session, cipher, config, batches[0].source, merged)
+        stored_ids.update(result.profiles)
+    return list(_shares(group, stored_ids))
+
+
+def _merchant(pending: _Pending) -> int:
+    return pending.source.tenant_id
+
+
+def _shares(group: list[_Pending], stored_ids: set[str]) -> Iterator[Stored]:
+    """A message counts as accepted for the first batch of the group that carried it."""
+    claimed: set[str] = set()
+    for pending in group:
+        share = Stored()
+        for item in pending.prepared:
+            message_id = item.message.message_id
+            if message_id in stored_ids and message_id not in claimed:
+                claimed.add(message_id)
+                share.accepted += 1
+            else:
+                share.duplicates += 1
+        yield share
+
+
+_COMMITTERS: WeakKeyDictionary[sessionmaker[Session], GroupCommit] = WeakKeyDictionary()
+_COMMITTERS_LOCK = threading.Lock()
+
+
+def group_commit(factory: sessionmaker[Session]) -> GroupCommit:
+    """The process's :class:`GroupCommit` for this session factory."""
+    with _COMMITTERS_LOCK:
+        committer = _COMMITTERS.get(factory)
+        if committer is None:
+            committer = _COMMITTERS[factory] = GroupCommit(factory, lambda: process_turn(factory))
+        return committer
