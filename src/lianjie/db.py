@@ -216,7 +216,6 @@ class _WriterQueue:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.process = threading.Lock()
         self.threads = threading.Lock()
         self.pid = -1
         self.fd = -1
@@ -263,24 +262,6 @@ def writer_turn(factory: sessionmaker[Session]) -> Iterator[None]:
         yield
         return
     with queue.turn():
-        yield
-
-
-@contextmanager
-def process_turn(factory: sessionmaker[Session]) -> Iterator[None]:
-    """On a SQLite file, one thread of this process at a time does a whole unit of write work.
-
-    SQLite has one writer at a time, so more threads per process add no write throughput; they
-    only share the process's GIL with the thread that holds the write lock, which then waits for
-    the GIL after each SQLite call (up to the 5 ms switch interval) while every other writer waits
-    for it. With one thread per process the CPU work of one process (parsing, validation, PII
-    sealing) runs on another core while the other holds the lock. Elsewhere a no-op.
-    """
-    queue = _writer_queue(factory)
-    if queue is None:
-        yield
-        return
-    with queue.process:
         yield
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
-from lianjie.db import process_turn, transaction, utcnow
+from lianjie.db import transaction, utcnow
 from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, Unauthenticated
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig, load_config
@@ -80,15 +80,14 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
             received_at: dt.datetime) -> service.BatchResult:
     """Authenticate, validate and store; the stored batch is committed before this returns.
 
-    The CPU-bound part (validation, identifiers, PII sealing) takes this process's turn on a SQLite
-    file (``db.process_turn``) and runs while other batches are being written; the write itself
-    joins the process's group commit.
+    The CPU-bound part (validation, identifiers, PII sealing) takes this process's CPU turn and
+    runs while other batches are being written; the write itself joins the process's group commit.
     """
-    with process_turn(factory):
-        checked = _check(factory, authorization, body, implied_type, received_at)
-    result, config, source, prepared = checked
+    committer = group_commit(factory)
+    with committer.cpu_turn():
+        result, config, source, prepared = _check(factory, authorization, body, implied_type, received_at)
     if prepared:
-        stored = group_commit(factory).store(config, source, prepared)
+        stored = committer.store(config, source, prepared)
         result.accepted, result.duplicates = stored.accepted, stored.duplicates
     return result
 

@@ -15,8 +15,8 @@ is still queued) is stored once and counted as a duplicate of the later batch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
-from lianjie.db import process_turn, transaction, writer_turn
+from lianjie.db import transaction, writer_turn
 from lianjie.errors import ServiceBusy
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig
@@ -58,19 +58,26 @@ class _Pending:
 class GroupCommit:
     """The batches of one session factory (one database) waiting to be written, and their leader.
 
-    ``cpu_turn`` is held while the leader works in its transaction (``db.process_turn`` on SQLite):
-    another thread of the process preparing the next batch would otherwise take the GIL each time
-    the leader waits on the database, and keep it for up to the 5 ms switch interval while the
-    write lock, which every process waits on, is held.
+    One thread of the process at a time does CPU work for ingestion (:meth:`cpu_turn`): the leader
+    while it writes, or a request preparing its batch. A preparing thread would otherwise take the
+    GIL each time the leader waits on the database and keep it for up to the 5 ms switch interval,
+    while the write lock (SQLite's, or the merchant's identity-graph lock), which every process
+    waits on, is held. With one such thread per process, one process prepares on one core while
+    another writes on the other.
     """
 
-    def __init__(self, factory: sessionmaker[Session],
-                 cpu_turn: Callable[[], AbstractContextManager[None]] | None = None) -> None:
+    def __init__(self, factory: sessionmaker[Session]) -> None:
         self.factory = factory
-        self._cpu_turn = cpu_turn or nullcontext
+        self._cpu = threading.Lock()
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
+
+    @contextmanager
+    def cpu_turn(self) -> Iterator[None]:
+        """This process's turn to do ingestion's CPU work (preparing a batch, or writing a group)."""
+        with self._cpu:
+            yield
 
     def store(self, config: IdentityConfig, source: recording.Source,
               prepared: list[recording.Prepared]) -> Stored:
@@ -89,7 +96,7 @@ class GroupCommit:
 
     def _lead(self) -> None:
         """Write the batches queued so far (up to the group limit) in one transaction."""
-        with writer_turn(self.factory), self._cpu_turn():
+        with writer_turn(self.factory), self.cpu_turn():
             group = self._take()
             try:
                 results = self._write(group)
@@ -169,5 +176,5 @@ def group_commit(factory: sessionmaker[Session]) -> GroupCommit:
     with _COMMITTERS_LOCK:
         committer = _COMMITTERS.get(factory)
         if committer is None:
-            committer = _COMMITTERS[factory] = GroupCommit(factory, lambda: process_turn(factory))
+            committer = _COMMITTERS[factory] = GroupCommit(factory)
         return committer
