@@ -9,7 +9,7 @@ WeChat openid is scoped by the app it belongs to (an openid means nothing withou
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -93,45 +93,57 @@ def _appid(*sources: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _trait_candidates(traits: Mapping[str, Any], appid: str | None) -> Iterator[tuple[str, Any, str | None]]:
-    for key, value in traits.items():
-        type_ = TRAIT_ALIASES.get(key)
-        if type_ is not None:
-            yield type_, value, appid if type_ == "wechat_openid" else None
-
-
 def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    """``isinstance(value, Mapping)``, with the common case (a dict from JSON) first: ABC checks are slow."""
-    return type(value) is dict or isinstance(value, Mapping)
+    """``isinstance(value, Mapping)``, with the common cases (a dict from JSON, or nothing) first:
+    ABC checks are slow, and this runs several times per message."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
-def raw_identifiers(message: Mapping[str, Any]) -> Iterator[tuple[str, Any, str | None]]:
-    """Every (type, raw value, scope) a message carries, in the places the Segment spec allows."""
-    if message.get("userId") is not None:
-        yield "user_id", message["userId"], None
-    if message.get("anonymousId") is not None:
-        yield "anonymous_id", message["anonymousId"], None
+_NOTHING: Mapping[str, Any] = {}
+
+
+def raw_identifiers(message: Mapping[str, Any]) -> list[tuple[str, Any, str | None]]:
+    """Every (type, raw value, scope) a message carries, in the places the Segment spec allows.
+
+    Written as one loop without generators (it runs for every message); the app id that scopes
+    an openid is looked for only when a message carries an openid.
+    """
+    found: list[tuple[str, Any, str | None]] = []
+    if (user_id := message.get("userId")) is not None:
+        found.append(("user_id", user_id, None))
+    if (anonymous_id := message.get("anonymousId")) is not None:
+        found.append(("anonymous_id", anonymous_id, None))
     context = message.get("context")
-    context = context if _is_map(context) else {}
+    context = context if _is_map(context) else _NOTHING
     traits = message.get("traits")
-    traits = traits if _is_map(traits) else {}
+    traits = traits if _is_map(traits) else _NOTHING
     context_traits = context.get("traits")
-    context_traits = context_traits if _is_map(context_traits) else {}
-    app = context.get("app") if _is_map(context.get("app")) else None
-    appid = _appid(traits, context_traits, app)
-    yield from _trait_candidates(traits, appid)
-    yield from _trait_candidates(context_traits, appid)
+    context_traits = context_traits if _is_map(context_traits) else _NOTHING
+    openids = False
+    for source in (traits, context_traits):
+        for key, value in source.items():
+            type_ = TRAIT_ALIASES.get(key)
+            if type_ is not None:
+                found.append((type_, value, None))
+                openids = openids or type_ == "wechat_openid"
     device = context.get("device")
     if _is_map(device) and device.get("id") is not None:
-        yield "device_id", device["id"], None
+        found.append(("device_id", device["id"], None))
     external = context.get("externalIds")
+    if not openids and not isinstance(external, list):
+        return found
+    app = context.get("app")
+    appid = _appid(traits, context_traits, app if _is_map(app) else None)
+    if openids:
+        found = [(t, v, appid if t == "wechat_openid" else None) for t, v, _ in found]
     if isinstance(external, list):
         for entry in external:
             kind = entry.get("type") if _is_map(entry) else None
             if isinstance(kind, str):
                 type_ = TRAIT_ALIASES.get(kind, kind)
                 scope = (_appid(entry) or appid) if type_ == "wechat_openid" else None
-                yield type_, entry.get("id"), scope
+                found.append((type_, entry.get("id"), scope))
+    return found
 
 
 def extract(message: Mapping[str, Any], config: IdentityConfig, cipher: PiiCipher,

@@ -27,13 +27,25 @@ _PLACES: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
 )
 
 
+def _is_map(node: Any) -> bool:
+    """A dict first, then nothing: ABC checks are slow, and this runs several times per message."""
+    return type(node) is dict or (node is not None and isinstance(node, Mapping))
+
+
 def _child(message: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = message
     for key in path:
-        if type(node) is not dict and not isinstance(node, Mapping):  # a dict first: ABC checks are slow
+        if not _is_map(node):
             return None
         node = node.get(key)
     return node
+
+
+def _personal(node: Mapping[str, Any], keys: frozenset[str]) -> list[str]:
+    """The personal keys of ``node``, looping over whichever of the two is smaller."""
+    if len(node) < len(keys):
+        return [k for k in node if k in keys]
+    return [k for k in keys if k in node]
 
 
 def split(message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -46,9 +58,9 @@ def split(message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     clean = message
     for path, keys in _PLACES:
         node = _child(message, path)
-        if type(node) is not dict and not isinstance(node, Mapping):
+        if not _is_map(node):
             continue
-        personal = [k for k in keys if k in node]
+        personal = _personal(node, keys)
         if not personal:
             continue
         if clean is message:
