@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import driver_execute, in_values, json_param, json_text, time_binder
+from lianjie.db import driver_execute, in_values, is_sqlite, json_text, time_binder
 from lianjie.identity.models import Profile
 from lianjie.identity.pii import PII_TRAITS
 
@@ -91,15 +91,30 @@ def apply_touches(session: Session, cipher: PiiCipher, touches: Mapping[int, Tou
     _bulk_update(session, updates)
 
 
+# PostgreSQL's types of the columns a batch may change, for the arrays of _bulk_update.
+_ARRAY_TYPES = {"first_seen_at": "timestamptz[]", "last_seen_at": "timestamptz[]", "event_count": "integer[]",
+                "traits": "json[]", "pii_traits_encrypted": "bytea[]"}
+
+
 def _bulk_update(session: Session, updates: list[dict[str, Any]]) -> None:
-    """One executemany per set of changed columns; values are already in the driver's form."""
+    """One statement per set of changed columns; values are already in the driver's form.
+
+    SQLite runs an executemany of the one-row UPDATE. PostgreSQL gets one UPDATE joined to the
+    columns' arrays: executing the one-row UPDATE once per profile cost its server several times more.
+    """
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for change in updates:
         columns = tuple(sorted(c for c in change if c != "id"))
         groups.setdefault(columns, []).append((*(change[c] for c in columns), change["id"]))
     for columns, rows in groups.items():
-        assignments = ", ".join(f"{c} = {json_param(session) if c == 'traits' else '?'}" for c in columns)
-        driver_execute(session, f"UPDATE profiles SET {assignments} WHERE id = ?", rows)
+        if is_sqlite(session):
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            driver_execute(session, f"UPDATE profiles SET {assignments} WHERE id = ?", rows)
+            continue
+        arrays = tuple(list(values) for values in zip(*rows, strict=True))
+        driver_execute(session, f"UPDATE profiles AS p SET {', '.join(f'{c} = v.{c}' for c in columns)}"
+                                f" FROM unnest({', '.join(f'?::{_ARRAY_TYPES[c]}' for c in columns)}, ?::bigint[])"
+                                f" AS v({', '.join(columns)}, id) WHERE p.id = v.id", arrays)
 
 
 def _fold(into: dict[str, list[Any]], newer: Mapping[str, list[Any]]) -> bool:
