@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import (
@@ -171,8 +172,8 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = Fa
         # psycopg prepares repeated statements; a generic plan chosen while a table was still empty
         # (a new merchant's events) would stick to a sequential scan. Plan each execution instead.
         kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
-    else:
-        kwargs["pool_pre_ping"] = True
+    # No pool_pre_ping on SQLite: a file has no connection to lose, and the ping was a statement
+    # per checkout (two per tracking request).
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, busy_timeout_ms)
@@ -237,6 +238,16 @@ _writer_queues_lock = threading.Lock()
 
 
 def _writer_queue(factory: sessionmaker[Session]) -> _WriterQueue | None:
+    if factory in _QUEUE_OF:
+        return _QUEUE_OF[factory]
+    queue = _QUEUE_OF[factory] = _find_writer_queue(factory)
+    return queue
+
+
+_QUEUE_OF: WeakKeyDictionary[sessionmaker[Session], _WriterQueue | None] = WeakKeyDictionary()
+
+
+def _find_writer_queue(factory: sessionmaker[Session]) -> _WriterQueue | None:
     bind = factory.kw.get("bind")
     url = bind.engine.url if bind is not None else None
     if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
