@@ -6,7 +6,7 @@ events (rewritten with fresh messageIds) as 100-message `/v1/batch` requests fro
 threads over keep-alive connections. As the same-run baseline it inserts the same rows, already
 serialised, straight into a plain table of the same database with one executemany per batch.
 
-    python bench/ingest.py [--events 50000] [--clients 4] [--batch 100] [--postgres-url URL]
+    python bench/ingest.py [--events 50000] [--clients 4] [--batch 100] [--runs 1] [--postgres-url URL]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,26 +147,59 @@ def raw_insert_rate(url: str, messages: list[dict[str, Any]], batch: int) -> flo
 
 def run_one(label: str, database_url: str | None, messages: list[dict[str, Any]], args: argparse.Namespace,
             work: Path) -> dict[str, Any]:
-    cwd = work / label
-    cwd.mkdir()
+    """One measurement on a new database; the raw rate is measured just before and just after the
+    load and averaged, as this machine's speed drifts within minutes."""
+    cwd = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=work))
     cli = Cli(cwd, database_url)
     cli.env["LIANJIE_WORKERS"] = str(args.workers)
     cli.run("db", "upgrade")
     cli.json("tenant", "create", "--slug", "bench", "--name", "压测商户")
     key = cli.json("apikey", "create", "-t", "bench", "--kind", "write", "--source", "web")["key"]
+    run = uuid.uuid4().hex[:8]
+    messages = [m | {"messageId": f"{run}-{n}"} for n, m in enumerate(messages)]
     batches = [json.dumps({"batch": messages[i:i + args.batch]}, ensure_ascii=False).encode()
                for i in range(0, len(messages), args.batch)]
+    url = database_url or f"sqlite:///{cwd / 'var' / 'lianjie.db'}"
+    raw_before = raw_insert_rate(url, messages, args.batch)
     with server(cli) as base:
         seconds, latencies = send_all(base, key, batches, args.clients)
-    url = database_url or f"sqlite:///{cwd / 'var' / 'lianjie.db'}"
+    raw = (raw_before + raw_insert_rate(url, messages, args.batch)) / 2
     graph = resolved(url)
     if graph["events"] != len(messages):
         raise RuntimeError(f"{len(messages)} events acknowledged but {graph['events']} stored with a profile")
-    raw = raw_insert_rate(url, messages, args.batch)
     rate = len(messages) / seconds
     quantiles = statistics.quantiles(latencies, n=100)
     return {"database": label, "events": len(messages), "events_per_s": rate, "p50_ms": quantiles[49] * 1000,
             "p99_ms": quantiles[98] * 1000, "raw_rows_per_s": raw, "ratio": rate / raw, "graph": graph}
+
+
+def measure(label: str, urls: Iterator[str | None], messages: list[dict[str, Any]], args: argparse.Namespace,
+            work: Path) -> list[dict[str, Any]]:
+    return [run_one(label, next(urls), messages, args, work) for _ in range(args.runs)]
+
+
+def postgres_urls(server_url: str | None) -> Generator[str, None, None]:
+    """A new database for each run, on ``server_url`` or on one throwaway server."""
+    with ExitStack() as stack:
+        base = server_url or stack.enter_context(_throwaway_server())
+        for n in itertools.count():
+            yield stack.enter_context(postgres.fresh_database(f"lianjie_bench_{n}", base))
+
+
+@contextmanager
+def _throwaway_server() -> Iterator[str]:
+    server = postgres.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    print(f"{'database':<11} {'events':>7} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'raw rows/s':>11} {'ratio':>6}")
+    for r in results:
+        print(f"{r['database']:<11} {r['events']:>7} {r['events_per_s']:>9,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}"
+              f" {r['raw_rows_per_s']:>11,.0f} {r['ratio']:>6.2f}")
 
 
 def main() -> None:
@@ -173,21 +208,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2, help="server processes (LIANJIE_WORKERS)")
+    parser.add_argument("--runs", type=int, default=1, help="measurements per database; the median is printed last")
     parser.add_argument("--postgres-url", help="an existing server; default: start a throwaway one")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lianjie-bench-") as tmp:
         work = Path(tmp)
         messages = load_messages(args.events, work)
-        results = [run_one("sqlite", None, messages, args, work)]
+        results = {"sqlite": measure("sqlite", itertools.repeat(None), messages, args, work)}
         if not args.skip_postgres:
-            with postgres.fresh_database("lianjie_bench", args.postgres_url) as url:
-                results.append(run_one("postgresql", url, messages, args, work))
-    print(f"{'database':<11} {'events':>7} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'raw rows/s':>11} {'ratio':>6}")
-    for r in results:
-        print(f"{r['database']:<11} {r['events']:>7} {r['events_per_s']:>9,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}"
-              f" {r['raw_rows_per_s']:>11,.0f} {r['ratio']:>6.2f}")
-    for r in results:
+            urls = postgres_urls(args.postgres_url)
+            results["postgresql"] = measure("postgresql", urls, messages, args, work)
+            urls.close()
+    _print([r for runs in results.values() for r in runs])
+    if args.runs > 1:
+        print(f"median of {args.runs} runs (by events/s; each ratio is within its own run):")
+        _print([sorted(runs, key=lambda r: r["events_per_s"])[len(runs) // 2] for runs in results.values()])
+    for runs in results.values():
+        r = runs[-1]
         print(f"{r['database']}: resolved " + ", ".join(f"{n:,} {name}" for name, n in r["graph"].items()))
     print(f"({args.batch}-message batches over HTTP, {args.clients} client threads, {args.workers} server "
           "processes, identity resolution on; raw = executemany of the same rows into a plain table)")
