@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie.crypto import get_cipher
+from lianjie.crypto import PiiCipher, get_cipher
 from lianjie.db import transaction, writer_turn
 from lianjie.errors import ServiceBusy
 from lianjie.identity import recording
@@ -100,10 +99,12 @@ class GroupCommit:
             group = self._take()
             try:
                 results = self._write(group)
-            except Exception as exc:  # every request of the group answers with its failure
+            except BaseException as exc:  # every request of the group answers with its failure
                 for pending in group:
                     pending.error = exc
                     pending.done.set()
+                if not isinstance(exc, Exception):
+                    raise  # an interrupt stops this thread too; the group's requests are answered
                 return
         for pending, stored in zip(group, results, strict=True):
             pending.stored = stored
@@ -135,7 +136,7 @@ class GroupCommit:
         raise AssertionError("unreachable")
 
 
-def _store_group(session: Session, cipher: Any, group: list[_Pending]) -> list[Stored]:
+def _store_group(session: Session, cipher: PiiCipher, group: list[_Pending]) -> list[Stored]:
     """Each merchant's batches as one list, in arrival order; then each batch's share of the result."""
     stored_ids: set[str] = set()
     for _, same_merchant in groupby(sorted(group, key=_merchant), key=_merchant):
