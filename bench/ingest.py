@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Generator, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -181,18 +181,9 @@ def measure(label: str, urls: Iterator[str | None], messages: list[dict[str, Any
 def postgres_urls(server_url: str | None) -> Generator[str, None, None]:
     """A new database for each run, on ``server_url`` or on one throwaway server."""
     with ExitStack() as stack:
-        base = server_url or stack.enter_context(_throwaway_server())
+        base = stack.enter_context(postgres.server_url(server_url))
         for n in itertools.count():
             yield stack.enter_context(postgres.fresh_database(f"lianjie_bench_{n}", base))
-
-
-@contextmanager
-def _throwaway_server() -> Iterator[str]:
-    server = postgres.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def _print(results: list[dict[str, Any]]) -> None:

@@ -93,18 +93,26 @@ def start() -> ThrowawayPostgres:
 
 
 @contextmanager
-def fresh_database(name: str, server_url: str | None = None) -> Iterator[str]:
-    """The URL of a new, empty database ``name`` on ``server_url``, or on a throwaway server started
-    for the duration (benchmarks use this)."""
-    server = None if server_url else start()
+def server_url(given: str | None = None) -> Iterator[str]:
+    """``given``, or the URL of a throwaway server started for the duration (benchmarks use this)."""
+    if given:
+        yield given
+        return
+    server = start()
     try:
-        base = server_url or (server.url if server else "")
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def fresh_database(name: str, server: str | None = None) -> Iterator[str]:
+    """The URL of a new, empty database ``name`` on the server at ``server``, or on a throwaway server
+    started for the duration."""
+    with server_url(server) as base:
         admin = create_db_engine(base)
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
         yield base.rsplit("/", 1)[0] + "/" + name
-    finally:
-        if server:
-            server.stop()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 import phonenumbers
 
 from lianjie.crypto import PiiCipher
 from lianjie.identity.config import PII_TYPES, IdentityConfig
+from lianjie.identity.pii import is_map
 
 # Trait names SDKs and integrations use for each identifier type.
 TRAIT_ALIASES: dict[str, str] = {
@@ -93,12 +94,6 @@ def _appid(*sources: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    """``isinstance(value, Mapping)``, with the common cases (a dict from JSON, or nothing) first:
-    ABC checks are slow, and this runs several times per message."""
-    return type(value) is dict or (value is not None and isinstance(value, Mapping))
-
-
 _NOTHING: Mapping[str, Any] = {}
 
 
@@ -114,11 +109,11 @@ def raw_identifiers(message: Mapping[str, Any]) -> list[tuple[str, Any, str | No
     if (anonymous_id := message.get("anonymousId")) is not None:
         found.append(("anonymous_id", anonymous_id, None))
     context = message.get("context")
-    context = context if _is_map(context) else _NOTHING
+    context = context if is_map(context) else _NOTHING
     traits = message.get("traits")
-    traits = traits if _is_map(traits) else _NOTHING
+    traits = traits if is_map(traits) else _NOTHING
     context_traits = context.get("traits")
-    context_traits = context_traits if _is_map(context_traits) else _NOTHING
+    context_traits = context_traits if is_map(context_traits) else _NOTHING
     openids = False
     for source in (traits, context_traits):
         for key, value in source.items():
@@ -127,18 +122,18 @@ def raw_identifiers(message: Mapping[str, Any]) -> list[tuple[str, Any, str | No
                 found.append((type_, value, None))
                 openids = openids or type_ == "wechat_openid"
     device = context.get("device")
-    if _is_map(device) and device.get("id") is not None:
+    if is_map(device) and device.get("id") is not None:
         found.append(("device_id", device["id"], None))
     external = context.get("externalIds")
     if not openids and not isinstance(external, list):
         return found
     app = context.get("app")
-    appid = _appid(traits, context_traits, app if _is_map(app) else None)
+    appid = _appid(traits, context_traits, app if is_map(app) else None)
     if openids:
         found = [(t, v, appid if t == "wechat_openid" else None) for t, v, _ in found]
     if isinstance(external, list):
         for entry in external:
-            kind = entry.get("type") if _is_map(entry) else None
+            kind = entry.get("type") if is_map(entry) else None
             if isinstance(kind, str):
                 type_ = TRAIT_ALIASES.get(kind, kind)
                 scope = (_appid(entry) or appid) if type_ == "wechat_openid" else None

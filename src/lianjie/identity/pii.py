@@ -8,7 +8,7 @@ those fields by path, so export can put the message back together and erasure on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -27,15 +27,16 @@ _PLACES: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
 )
 
 
-def _is_map(node: Any) -> bool:
-    """A dict first, then nothing: ABC checks are slow, and this runs several times per message."""
-    return type(node) is dict or (node is not None and isinstance(node, Mapping))
+def is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, with the common cases (a dict from JSON, or nothing) first:
+    ABC checks are slow, and identifiers and personal fields are looked for several times a message."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
 def _child(message: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = message
     for key in path:
-        if not _is_map(node):
+        if not is_map(node):
             return None
         node = node.get(key)
     return node
@@ -58,7 +59,7 @@ def split(message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     clean = message
     for path, keys in _PLACES:
         node = _child(message, path)
-        if not _is_map(node):
+        if not is_map(node):
             continue
         personal = _personal(node, keys)
         if not personal:

@@ -91,11 +91,6 @@ def apply_touches(session: Session, cipher: PiiCipher, touches: Mapping[int, Tou
     _bulk_update(session, updates)
 
 
-# PostgreSQL's types of the columns a batch may change, for the arrays of _bulk_update.
-_ARRAY_TYPES = {"first_seen_at": "timestamptz[]", "last_seen_at": "timestamptz[]", "event_count": "integer[]",
-                "traits": "json[]", "pii_traits_encrypted": "bytea[]"}
-
-
 def _bulk_update(session: Session, updates: list[dict[str, Any]]) -> None:
     """One statement per set of changed columns; values are already in the driver's form.
 
@@ -111,9 +106,11 @@ def _bulk_update(session: Session, updates: list[dict[str, Any]]) -> None:
             assignments = ", ".join(f"{c} = ?" for c in columns)
             driver_execute(session, f"UPDATE profiles SET {assignments} WHERE id = ?", rows)
             continue
+        dialect = session.get_bind().dialect
+        types = [Profile.__table__.c[c].type.compile(dialect=dialect) for c in (*columns, "id")]
         arrays = tuple(list(values) for values in zip(*rows, strict=True))
         driver_execute(session, f"UPDATE profiles AS p SET {', '.join(f'{c} = v.{c}' for c in columns)}"
-                                f" FROM unnest({', '.join(f'?::{_ARRAY_TYPES[c]}' for c in columns)}, ?::bigint[])"
+                                f" FROM unnest({', '.join(f'?::{t}[]' for t in types)})"
                                 f" AS v({', '.join(columns)}, id) WHERE p.id = v.id", arrays)
 
 
