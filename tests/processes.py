@@ -58,18 +58,21 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
 
 
 def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``lianjie serve`` and wait until /healthz answers."""
+    """Start ``lianjie serve`` and wait until /healthz answers and every worker process has started."""
     port = port or free_port()
-    log = (cli.cwd / "server.log").open("ab")  # a file, not a pipe: a chatty server must never block
+    log_path = cli.cwd / "server.log"
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    log = log_path.open("ab")  # a file, not a pipe: a chatty server must never block
     process = subprocess.Popen([sys.executable, "-m", "lianjie", "serve", "--port", str(port)], cwd=cli.cwd,
                                env=cli.env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     base = f"http://127.0.0.1:{port}"
     # Generous: spawned workers import the whole app, which takes long on a machine shared with others.
     deadline = time.monotonic() + 180
+    workers = int(cli.env.get("LIANJIE_WORKERS", "1"))
     while True:
         try:
-            if http_get(base + "/healthz")[0] == 200:
+            if http_get(base + "/healthz")[0] == 200 and _started(log_path, log_start) >= workers:
                 return process, base
         except OSError:
             pass
@@ -77,6 +80,17 @@ def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[by
             _stop(process)
             raise RuntimeError(f"server did not start: {(cli.cwd / 'server.log').read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def _started(log: Path, start: int) -> int:
+    """How many server processes have finished starting (uvicorn logs each one).
+
+    /healthz answers as soon as the first worker of ``--workers N`` listens; the clients connected
+    before the others start stay with it, and a benchmark would measure one process.
+    """
+    with log.open("rb") as file:
+        file.seek(start)
+        return file.read().count(b"Application startup complete")
 
 
 @contextmanager
