@@ -37,9 +37,11 @@ class PiiCipher:
         self._mac_key = _derive(master_key, b"lookup")
         self._hashes: dict[tuple[str, str], str] = {}
 
-    def encrypt(self, plaintext: str) -> bytes:
+    def encrypt(self, plaintext: str | bytes) -> bytes:
+        """AES-GCM with a random nonce; text is encrypted as UTF-8 (:meth:`decrypt` gives text back)."""
         nonce = os.urandom(_NONCE_BYTES)
-        return _FORMAT_V1 + nonce + self._aead.encrypt(nonce, plaintext.encode(), None)
+        data = plaintext.encode() if isinstance(plaintext, str) else plaintext
+        return _FORMAT_V1 + nonce + self._aead.encrypt(nonce, data, None)
 
     def decrypt(self, blob: bytes) -> str:
         if blob[:1] != _FORMAT_V1:

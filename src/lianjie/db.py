@@ -312,6 +312,11 @@ def is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
+def stores_times_as_text(factory: sessionmaker[Session]) -> bool:
+    """Whether this factory's database keeps times as text (SQLite; see :func:`sqlite_time`)."""
+    return bool(factory.kw["bind"].dialect.name == "sqlite")
+
+
 def driver_execute(session: Session, sql: str, params: Any = ()) -> Any:
     """Run ``sql`` written with ``?`` placeholders on the session's connection, values untouched.
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie import migrate
 from lianjie.crypto import get_cipher
-from lianjie.db import create_db_engine, make_session_factory, transaction, utcnow
+from lianjie.db import create_db_engine, make_session_factory, stores_times_as_text, transaction, utcnow
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.models import Event, Identifier
@@ -38,13 +38,15 @@ def store(tmp_path: Path, database_url: str | None) -> Iterator[Store]:
     engine.dispose()
 
 
-def _batch(tenant_id: int, config: IdentityConfig, tag: str, size: int = 50) -> list[recording.Prepared]:
+def _batch(factory: sessionmaker[Session], tenant_id: int, config: IdentityConfig, tag: str,
+           size: int = 50) -> list[recording.Prepared]:
     raws = [{"type": "identify", "messageId": f"{tag}-{i}", "anonymousId": f"{tag}-device-{i}",
              "userId": f"U{i}", "traits": {"city": "上海"}} for i in range(size)]
     received = utcnow()
     good, bad = check_messages(raws, implied_type=None, batch_sent_at=None, received_at=received)
     assert not bad
-    return recording.prepare(get_cipher(), config, recording.Source(tenant_id, "web"), good, received)
+    return recording.prepare(get_cipher(), config, recording.Source(tenant_id, "web"), good, received,
+                            text_times=stores_times_as_text(factory))
 
 
 def _store_all(committer: GroupCommit, tenant_id: int, config: IdentityConfig,
@@ -85,7 +87,7 @@ def test_batches_waiting_for_a_write_share_the_next_transaction(store: Store) ->
     engine, factory, tenant_id = store
     with transaction(factory) as session:
         config = load_config(session, tenant_id)
-    batches = [_batch(tenant_id, config, f"b{n}") for n in range(5)]
+    batches = [_batch(factory, tenant_id, config, f"b{n}") for n in range(5)]
     commits = _commits(engine)
     results = _store_all(GroupCommit(factory), tenant_id, config, batches, hold_leader=True)
     assert commits[0] == 1
@@ -102,7 +104,7 @@ def test_a_group_holds_at_most_the_limit(store: Store,
     monkeypatch.setattr(commit, "MAX_GROUP_MESSAGES", 120)
     with transaction(factory) as session:
         config = load_config(session, tenant_id)
-    batches = [_batch(tenant_id, config, f"b{n}") for n in range(5)]
+    batches = [_batch(factory, tenant_id, config, f"b{n}") for n in range(5)]
     commits = _commits(engine)
     results = _store_all(GroupCommit(factory), tenant_id, config, batches, hold_leader=True)
     assert commits[0] == 3  # 50 + 50, 50 + 50, 50
@@ -113,8 +115,8 @@ def test_a_retry_racing_its_first_attempt_is_stored_once(store: Store) -> None:
     engine, factory, tenant_id = store
     with transaction(factory) as session:
         config = load_config(session, tenant_id)
-    first = _batch(tenant_id, config, "same")
-    batches = [first, _batch(tenant_id, config, "same"), _batch(tenant_id, config, "other")]
+    first = _batch(factory, tenant_id, config, "same")
+    batches = [first, _batch(factory, tenant_id, config, "same"), _batch(factory, tenant_id, config, "other")]
     results = _store_all(GroupCommit(factory), tenant_id, config, batches, hold_leader=True)
     assert sorted((r.accepted, r.duplicates) for r in results[:2]) == [(0, 50), (50, 0)]
     assert (results[2].accepted, results[2].duplicates) == (50, 0)

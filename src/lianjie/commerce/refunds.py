@@ -25,7 +25,7 @@ from lianjie.commerce.models import Order, OrderLine, OrderStatus, Refund, Refun
 from lianjie.commerce.orders import differences
 from lianjie.commerce.schemas import RefundIn
 from lianjie.crypto import PiiCipher
-from lianjie.db import utcnow
+from lianjie.db import is_sqlite, utcnow
 from lianjie.domain_events import publish
 from lianjie.errors import Conflict, LianjieError, NotFound, ValidationFailed
 from lianjie.identity.config import load_config
@@ -254,7 +254,8 @@ def _record_events(session: Session, cipher: PiiCipher, tenant_id: int, source: 
     idents = _profile_idents(session, cipher, tenant_id,
                              {p.order.profile_id for p, _ in refunds if p.order.profile_id is not None})
     src = Source(tenant_id, source)
-    prepared = prepare(cipher, config, src, [_refund_message(p, r) for p, r in refunds], utcnow())
+    prepared = prepare(cipher, config, src, [_refund_message(p, r) for p, r in refunds], utcnow(),
+                       text_times=is_sqlite(session))
     for item, (plan, _) in zip(prepared, refunds, strict=True):
         ident = idents.get(plan.order.profile_id or 0)
         item.idents = [ident] if ident else []

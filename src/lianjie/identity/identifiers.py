@@ -143,7 +143,7 @@ def raw_identifiers(message: Mapping[str, Any]) -> list[tuple[str, Any, str | No
 
 def extract(message: Mapping[str, Any], config: IdentityConfig, cipher: PiiCipher,
             memo: dict[tuple[str, str, str | None], Ident | None] | None = None) -> list[Ident]:
-    """The usable identifiers of a message: known types, normalised, not blocked, each once.
+    """The usable identifiers of a message: known types, normalised, not blocked, each once, strongest first.
 
     ``memo`` (one per batch and config) remembers what each raw text value became: a batch names
     the same visitor's ids in message after message.
@@ -158,7 +158,14 @@ def extract(message: Mapping[str, Any], config: IdentityConfig, cipher: PiiCiphe
             ident = memo[(type_, raw, scope)] = _identify(type_, raw, scope, config, cipher)
         if ident is not None and ident.key not in seen:
             seen[ident.key] = ident
-    return list(seen.values())
+    return by_priority(list(seen.values()), config) if len(seen) > 1 else list(seen.values())
+
+
+def by_priority(idents: list[Ident], config: IdentityConfig) -> list[Ident]:
+    """Strongest type first (the merchant's priorities), in message order among equals: the order
+    identity resolution reads a message's identifiers in."""
+    types = config.types
+    return sorted(idents, key=lambda ident: -types[ident.type].priority)
 
 
 def _identify(type_: str, raw: Any, scope: str | None, config: IdentityConfig, cipher: PiiCipher) -> Ident | None:

@@ -4,6 +4,10 @@ Tracking calls (``ingest``) and, later, orders from tills and shops (``commerce`
 same way: identifiers are found and PII is sealed before any lock is taken (:func:`prepare`), then,
 holding the merchant's identity-graph lock, repeats are dropped by messageId, identities resolved,
 events written and profiles' activity and traits updated (:func:`store_prepared`).
+
+Everything that does not need the stored graph is done in :func:`prepare`, because only one writer of
+a database (SQLite) or of a merchant's graph (PostgreSQL) runs :func:`store_prepared` at a time: its
+cost per event bounds how many events a second the whole server can take.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from lianjie.crypto import PiiCipher
 from lianjie.db import driver_execute, driver_insert, in_values, is_sqlite, json_param, json_text, sqlite_time
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
-from lianjie.identity.identifiers import Ident, extract
+from lianjie.identity.identifiers import Ident, by_priority, extract
 from lianjie.identity.models import Event
-from lianjie.identity.resolution import BatchResolver, lock_identity_graph
-from lianjie.identity.traits import Touch, apply_touches
+from lianjie.identity.resolution import ALIAS_RELAXES, BatchResolver, lock_identity_graph
+from lianjie.identity.traits import Touch, apply_touches, stamp
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
 
@@ -60,6 +64,31 @@ class StoreResult:
     profiles: dict[str, int | None] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A message made ready for storage before any lock is taken: identifiers found and ordered, PII
+    sealed, the payload serialised and the times in the database's own form.
+
+    The event's column values in :data:`_EVENT_COLUMNS` order are ``head``, then ``profile_id``
+    (decided under the lock), then ``tail``. ``stamp`` is the event time as traits record it, set
+    when the message carries traits.
+    """
+
+    message_id: str
+    type: str
+    timestamp: dt.datetime
+    idents: list[Ident]
+    head: tuple[Any, ...]
+    tail: tuple[Any, ...]
+    traits: dict[str, Any]
+    stamp: str | None = None
+    previous_id: str | None = None
+
+
+_EVENT_COLUMNS = ("tenant_id", "message_id", "type", "event", "profile_id", "user_id", "anonymous_id", "source",
+                  "timestamp", "original_timestamp", "sent_at", "received_at", "payload", "pii_encrypted")
+
+
 def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -> set[str]:
     """Those of ``message_ids`` not stored before for this merchant."""
     ids = list(set(message_ids))
@@ -72,17 +101,17 @@ def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -
     return set(ids) - stored
 
 
-def _with_aliases(session: Session, tenant_id: int, items: list[Prepared], cipher: PiiCipher) -> list[list[Ident]]:
-    """Each item's identifiers; an ``alias`` also gets its ``previousId``, as an earlier userId if one
-    is stored, or else as an anonymousId.
+def _with_aliases(session: Session, tenant_id: int, config: IdentityConfig, items: list[Prepared],
+                  cipher: PiiCipher) -> list[list[Ident]]:
+    """Each item's identifiers, strongest first; an ``alias`` also gets its ``previousId``, as an
+    earlier userId if one is stored, or else as an anonymousId.
 
     Which of the two is meant depends on what is stored, so it is looked up here, under the write
     lock, with one statement for the whole batch (a userId first seen in this same batch is not
     stored yet, as it was not with one look-up per message). Prepared items are left untouched, as a
     retry may use them again.
     """
-    previous = {item.message.message_id: str(item.message.raw["previousId"])
-                for item in items if item.message.type == "alias"}
+    previous = {item.message_id: item.previous_id for item in items if item.previous_id is not None}
     if not previous:
         return [item.idents for item in items]
     as_user = {value: Ident("user_id", value, cipher.lookup_hash("user_id", value)) for value in previous.values()}
@@ -95,78 +124,73 @@ def _with_aliases(session: Session, tenant_id: int, items: list[Prepared], ciphe
             (tenant_id, *params)))
     out = []
     for item in items:
-        value = previous.get(item.message.message_id) if item.message.type == "alias" else None
+        value = previous.get(item.message_id)
         if value is None:
             out.append(item.idents)
-        elif as_user[value].hash in stored:
-            out.append([*item.idents, as_user[value]])
-        else:
-            out.append([*item.idents, Ident("anonymous_id", value, cipher.lookup_hash("anonymous_id", value))])
+            continue
+        named = as_user[value]
+        if named.hash not in stored:
+            named = Ident("anonymous_id", value, cipher.lookup_hash("anonymous_id", value))
+        out.append(by_priority([*item.idents, named], config))
     return out
 
 
 def _message_traits(raw: dict[str, Any]) -> dict[str, Any]:
-    traits: dict[str, Any] = {}
-    context = raw.get("context") or {}
-    if isinstance(context.get("traits"), dict):
-        traits.update(context["traits"])
-    if raw["type"] == "identify" and isinstance(raw.get("traits"), dict):
-        traits.update(raw["traits"])
-    return traits
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A message made ready for storage before any lock is taken: identifiers found, PII sealed.
-
-    The event's column values in :data:`_EVENT_COLUMNS` order are ``head``, then ``profile_id``
-    (decided under the lock), then ``tail`` (times as datetimes) or ``sqlite_tail`` (times as the
-    text SQLite stores); the payload is already JSON text.
-    """
-
-    message: Message
-    idents: list[Ident]
-    head: tuple[Any, ...]
-    tail: tuple[Any, ...]
-    sqlite_tail: tuple[Any, ...]
-    traits: dict[str, Any]
-
-
-_EVENT_COLUMNS = ("tenant_id", "message_id", "type", "event", "profile_id", "user_id", "anonymous_id", "source",
-                  "timestamp", "original_timestamp", "sent_at", "received_at", "payload", "pii_encrypted")
+    context = raw.get("context")
+    context_traits = context.get("traits") if context else None
+    own = raw.get("traits") if raw["type"] == "identify" else None
+    if type(own) is not dict or not own:
+        return context_traits if type(context_traits) is dict else {}
+    if type(context_traits) is not dict or not context_traits:
+        return own
+    return {**context_traits, **own}
 
 
 def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages: list[Message],
-            received_at: dt.datetime) -> list[Prepared]:
-    """The CPU-bound part of ingestion; it needs no database, so it runs outside the write lock."""
+            received_at: dt.datetime, *, text_times: bool) -> list[Prepared]:
+    """The CPU-bound part of ingestion; it needs no database, so it runs outside the write lock.
+
+    ``text_times``: the database keeps times as text (SQLite), so they are formatted here; otherwise
+    the driver takes the datetimes as they are.
+    """
     out = []
     memo: dict[Any, Any] = {}
-    # SQLite's time texts: a batch shares receivedAt and often sentAt, and a message without sentAt
-    # has its original time as its time (the same object), so each distinct moment is formatted once.
-    received_text = sqlite_time(received_at)
-    sent_texts: dict[dt.datetime | None, str | None] = {None: None}
+    # A batch shares receivedAt and often sentAt, and a message without sentAt has its original time
+    # as its time (the same object), so each distinct moment is formatted once.
+    formatted: dict[dt.datetime | None, Any] = {None: None}
+    when = sqlite_time if text_times else _same
+    received = when(received_at)
+    tenant_id, source_name = source.tenant_id, source.name
     for message in messages:
-        clean, personal = pii.split(message.raw)
-        head = (source.tenant_id, message.message_id, message.type, _event_name(message.raw))
+        raw = message.raw
+        clean, personal = pii.split(raw)
         timestamp, original, sent_at = message.timestamp, message.original_timestamp, message.sent_at
-        timestamp_text = sqlite_time(timestamp)
-        if sent_at not in sent_texts:
-            sent_texts[sent_at] = sqlite_time(sent_at)
-        texts = (timestamp_text, timestamp_text if original is timestamp else sqlite_time(original),
-                 sent_texts[sent_at], received_text)
-        rest = (json_text(clean), pii.seal(cipher, personal))
-        ids = (message.user_id, message.anonymous_id, source.name)
-        out.append(Prepared(message, extract(message.raw, config, cipher, memo), head,
-                            (*ids, timestamp, original, sent_at, received_at, *rest), (*ids, *texts, *rest),
-                            _message_traits(message.raw)))
+        at = when(timestamp)
+        if original is not timestamp and original not in formatted:
+            formatted[original] = when(original)
+        if sent_at not in formatted:
+            formatted[sent_at] = when(sent_at)
+        tail = (message.user_id, message.anonymous_id, source_name, at, at if original is timestamp
+                else formatted[original], formatted[sent_at], received, json_text(clean), pii.seal(cipher, personal))
+        traits = _message_traits(raw)
+        type_ = message.type
+        out.append(Prepared(message.message_id, type_, timestamp, extract(raw, config, cipher, memo),
+                            (tenant_id, message.message_id, type_, _event_name(raw, type_)), tail, traits,
+                            stamp(timestamp) if traits else None,
+                            str(raw["previousId"]) if type_ == "alias" else None))
     return out
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def store(session: Session, cipher: PiiCipher, source: Source, messages: list[Message],
           received_at: dt.datetime) -> StoreResult:
     """Prepare, resolve and store valid messages in the caller's transaction."""
     config = load_config(session, source.tenant_id)
-    return store_prepared(session, cipher, config, source, prepare(cipher, config, source, messages, received_at))
+    prepared = prepare(cipher, config, source, messages, received_at, text_times=is_sqlite(session))
+    return store_prepared(session, cipher, config, source, prepared)
 
 
 def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, source: Source,
@@ -174,36 +198,35 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
     """Resolve identities and write events; this is the part that holds the write lock."""
     lock_identity_graph(session, source.tenant_id)
     result = StoreResult()
-    new_ids = _new_message_ids(session, source.tenant_id, [p.message.message_id for p in prepared])
-    fresh, seen = [], set()
+    new_ids = _new_message_ids(session, source.tenant_id, [p.message_id for p in prepared])
+    fresh = []
     for item in prepared:
-        if item.message.message_id in new_ids and item.message.message_id not in seen:
-            seen.add(item.message.message_id)
+        if item.message_id in new_ids:
+            new_ids.discard(item.message_id)  # a repeat later in the same batch is a duplicate
             fresh.append(item)
     result.duplicates = len(prepared) - len(fresh)
     if not fresh:
         return result
-    idents = _with_aliases(session, source.tenant_id, fresh, cipher)
+    idents = _with_aliases(session, source.tenant_id, config, fresh, cipher)
     resolver = BatchResolver(session, source.tenant_id, config, cipher)
     resolver.prefetch(i for group in idents for i in group)
-    profiles = []
-    for item, group in zip(fresh, idents, strict=True):
-        relax = frozenset({"user_id"}) if item.message.type == "alias" else frozenset()
-        resolution = resolver.resolve(group, item.message.message_id, item.message.timestamp, relax=relax)
-        profiles.append(resolution.profile_id)
-        result.merges += len(resolution.merged)
-        result.conflicts += resolution.conflicts
+    resolve = resolver.resolve
+    profiles = [resolve(group, item.message_id, item.timestamp, ALIAS_RELAXES if item.type == "alias" else None)
+                for item, group in zip(fresh, idents, strict=True)]
+    result.merges, result.conflicts = resolver.merge_count, resolver.conflict_count
     real = resolver.flush()
     touches: dict[int, Touch] = {}
     rows = []
-    sqlite = is_sqlite(session)
+    attributed = result.profiles
     for item, temp_profile in zip(fresh, profiles, strict=True):
         profile_id = real.get(temp_profile, temp_profile) if temp_profile is not None else None
-        result.profiles[item.message.message_id] = profile_id
-        rows.append((*item.head, profile_id, *(item.sqlite_tail if sqlite else item.tail)))
+        attributed[item.message_id] = profile_id
+        rows.append((*item.head, profile_id, *item.tail))
         if profile_id is not None:
-            moment = item.message.timestamp
-            touches.setdefault(profile_id, Touch(moment, moment)).add(moment, item.traits)
+            touch = touches.get(profile_id)
+            if touch is None:
+                touch = touches[profile_id] = Touch(item.timestamp, item.timestamp)
+            touch.add(item.timestamp, item.traits, item.stamp)
     # No ON CONFLICT: the messageIds were found new under the identity-graph lock, which every
     # writer of the merchant's events holds, and repeats within the batch were dropped above.
     values = "(" + ", ".join(["?"] * 12 + [json_param(session), "?"]) + ")"
@@ -213,6 +236,6 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
     return result
 
 
-def _event_name(raw: dict[str, Any]) -> str | None:
-    name = raw.get("event") if raw["type"] == "track" else raw.get("name")
+def _event_name(raw: dict[str, Any], type_: str) -> str | None:
+    name = raw.get("event") if type_ == "track" else raw.get("name")
     return str(name)[:200] if name is not None else None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, select, text
@@ -90,13 +90,9 @@ class PendingMerge:
     via: Ident
 
 
-@dataclass
-class Resolution:
-    """What resolving one message decided."""
-
-    profile_id: int | None
-    merged: list[tuple[int, int]] = field(default_factory=list)
-    conflicts: int = 0
+# An explicit ``alias`` may give a customer a second userId: the call says the two are one person.
+ALIAS_RELAXES = frozenset({"user_id"})
+_NOTHING_RELAXED: frozenset[str] = frozenset()
 
 
 class BatchResolver:
@@ -118,6 +114,8 @@ class BatchResolver:
         self.new_identifiers: list[tuple[Ident, int, str | None]] = []
         self.merges: list[PendingMerge] = []
         self.conflicts: list[dict[str, Any]] = []
+        self.merge_count = 0
+        self.conflict_count = 0
 
     # ---- lookups ---------------------------------------------------------------------------------
 
@@ -185,17 +183,22 @@ class BatchResolver:
     # ---- resolving -------------------------------------------------------------------------------
 
     def resolve(self, idents: Sequence[Ident], message_id: str | None, seen_at: dt.datetime,
-                relax: frozenset[str] = frozenset()) -> Resolution:
-        """Attribute one message; ``relax`` names types whose limit an explicit ``alias`` may exceed."""
+                relax: frozenset[str] | None = None) -> int | None:
+        """Attribute one message to a base profile (None: it carries no identifier).
+
+        ``idents`` come strongest first (:func:`~lianjie.identity.identifiers.by_priority`); ``relax``
+        names types whose limit an explicit ``alias`` may exceed. Merges and conflicts are counted in
+        :attr:`merge_count` and :attr:`conflict_count`.
+        """
         if not idents:
-            return Resolution(profile_id=None)
-        ordered = sorted(idents, key=lambda i: -self.config.rule(i.type).priority)
-        known = [(i, self.known[i.key]) for i in ordered if i.key in self.known]
-        result = Resolution(profile_id=None)
+            return None
+        relax = relax or _NOTHING_RELAXED
+        known_map = self.known
+        known = [(i, known_map[i.key]) for i in idents if i.key in known_map]
         if known:
             base = known[0][1].profile_id
         else:
-            base = self._new_profile(seen_at, reappeared=any(i.key in self.erased for i in ordered))
+            base = self._new_profile(seen_at, reappeared=any(i.key in self.erased for i in idents))
         target = self.root_of[base]
         for ident, record in known[1:]:
             other = self.root_of[record.profile_id]
@@ -203,22 +206,24 @@ class BatchResolver:
                 continue
             survivor = self._try_merge(target, other, ident, known[0][0], message_id, relax)
             if survivor is None:
-                result.conflicts += 1
+                self.conflict_count += 1
             else:
-                result.merged.append((survivor, other if survivor == target else target))
+                self.merge_count += 1
                 target = survivor
-        for ident in ordered:
-            if ident.key in self.known:
+        if len(known) == len(idents):
+            return base
+        for ident in idents:
+            if ident.key in known_map:
                 continue
-            if ident.type not in relax and self.counts[target][ident.type] >= self.config.rule(ident.type).limit:
+            limit = self.config.rule(ident.type).limit
+            if ident.type not in relax and self.counts[target][ident.type] >= limit:
                 self._conflict(ident.type, [target], message_id,
                                f"new {ident.type} not linked: the customer already has "
-                               f"{self.counts[target][ident.type]} (limit {self.config.rule(ident.type).limit})")
-                result.conflicts += 1
+                               f"{self.counts[target][ident.type]} (limit {limit})")
+                self.conflict_count += 1
                 continue
             self._attach(ident, base, message_id)
-        result.profile_id = base
-        return result
+        return base
 
     def _new_profile(self, seen_at: dt.datetime, *, reappeared: bool) -> int:
         temp = self._next_temp

@@ -21,11 +21,13 @@ from lianjie.identity.pii import PII_TRAITS
 
 
 def stamp(moment: dt.datetime) -> str:
-    """A fixed-width UTC time text, so stamps compare correctly as strings."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A fixed-width UTC time text, so stamps compare correctly as strings (``2025-11-01T07:08:27.000000Z``)."""
+    if moment.tzinfo is not dt.UTC:
+        moment = moment.astimezone(dt.UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # without its "+00:00"
 
 
-@dataclass
+@dataclass(slots=True)
 class Touch:
     """What one batch did to one base profile."""
 
@@ -34,10 +36,15 @@ class Touch:
     count: int = 0
     traits: dict[str, list[Any]] = field(default_factory=dict)
 
-    def add(self, moment: dt.datetime, traits: Mapping[str, Any] | None) -> None:
-        self.first, self.last, self.count = min(self.first, moment), max(self.last, moment), self.count + 1
+    def add(self, moment: dt.datetime, traits: Mapping[str, Any] | None, at: str | None = None) -> None:
+        """One more event at ``moment``; ``at`` is its :func:`stamp`, if the caller has it already."""
+        if moment < self.first:
+            self.first = moment
+        elif moment > self.last:
+            self.last = moment
+        self.count += 1
         if traits:
-            merge_traits(self.traits, traits, stamp(moment))
+            merge_traits(self.traits, traits, at or stamp(moment))
 
 
 def merge_traits(into: dict[str, list[Any]], traits: Mapping[str, Any], at: str) -> bool:

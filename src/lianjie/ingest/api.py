@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import get_cipher
-from lianjie.db import transaction, utcnow
+from lianjie.db import stores_times_as_text, transaction, utcnow
 from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, Unauthenticated
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig, load_config
@@ -112,7 +112,8 @@ def _check(factory: sessionmaker[Session], authorization: str | None, body: Any,
         raws, batch_sent_at = [body], None
     good, bad = service.check_messages(raws, implied_type=implied_type, batch_sent_at=batch_sent_at,
                                        received_at=received_at)
-    prepared = recording.prepare(get_cipher(), config, source, good, received_at) if good else []
+    prepared = recording.prepare(get_cipher(), config, source, good, received_at,
+                                 text_times=stores_times_as_text(factory)) if good else []
     return service.BatchResult(rejected=bad), config, source, prepared
 
 

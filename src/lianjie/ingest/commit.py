@@ -159,7 +159,7 @@ def _shares(group: list[_Pending], stored_ids: set[str]) -> Iterator[Stored]:
     for pending in group:
         share = Stored()
         for item in pending.prepared:
-            message_id = item.message.message_id
+            message_id = item.message_id
             if message_id in stored_ids and message_id not in claimed:
                 claimed.add(message_id)
                 share.accepted += 1
