@@ -39,8 +39,8 @@ def create_app(settings: Settings | None = None,
     """Build the app; tests pass their own session factory bound to a rolled-back transaction."""
     settings = settings or get_settings()
     wiring.install()
-    if session_factory is None:
-        session_factory = make_session_factory(engine_from_settings(settings))
+    if session_factory is None:  # a server: it commits all the time, so WAL checkpoints run beside it
+        session_factory = make_session_factory(engine_from_settings(settings, background_checkpoints=True))
     app = FastAPI(title="lianjie", version=__version__, description=DESCRIPTION)
     app.state.settings = settings
     app.state.session_factory = session_factory

@@ -8,8 +8,10 @@ CLI command, job) commits or rolls back.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +47,7 @@ except ImportError:  # pragma: no cover - not on POSIX: writers meet SQLite's bu
     fcntl = None  # type: ignore[assignment]
 
 IMMEDIATE_OPTION = "lianjie_write_transaction"
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -126,11 +129,13 @@ def store_document(session: Session, model: type[SettingsDocument], tenant_id: i
     session.flush()
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, checkpoint_on_commit: bool = True) -> None:
     """WAL, foreign keys, and transactions that SQLAlchemy (not pysqlite) begins.
 
     pysqlite's own implicit BEGIN ignores SAVEPOINTs and DDL; taking over BEGIN makes SQLite's
     transactions behave like PostgreSQL's, which the test suite's rolled-back outer transaction needs.
+    Without ``checkpoint_on_commit``, commits only append to the WAL and a :class:`_Checkpointer`
+    copies it into the database file.
     """
 
     @event.listens_for(engine, "connect")
@@ -141,6 +146,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if not checkpoint_on_commit:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            cursor.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -151,11 +159,56 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# A WAL file that grew past this (a burst the checkpoints could not keep up with) is cut back to it.
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+class _Checkpointer:
+    """Copies a SQLite file's write-ahead log into the database in the background, after commits.
+
+    By default the connection whose commit takes the WAL past 1,000 pages copies it, inside that
+    commit, while the next writer waits: under a steady load of tracking batches that was half of
+    what a commit cost. A PASSIVE checkpoint needs no write lock, so here it runs on a thread of its
+    own while writers go on appending. It never waits for readers either: frames they still need are
+    copied by a later run.
+    """
+
+    _PAUSE = 0.1  # seconds between two checkpoints: commits in between are copied together
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._due = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+        event.listen(engine, "commit", lambda _conn: self._due.set())
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            try:
+                self.checkpoint()
+            except Exception:  # a failed copy is retried after the next commit
+                log.warning("background WAL checkpoint failed", exc_info=True)
+            time.sleep(self._PAUSE)
+
+    def checkpoint(self) -> None:
+        # The driver connection itself: SQLAlchemy's would begin a transaction, in which SQLite
+        # cannot checkpoint.
+        connection = self._engine.raw_connection()
+        try:
+            connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            connection.close()
+
+
 def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False,
-                     pool_size: int | None = None) -> Engine:
+                     pool_size: int | None = None, background_checkpoints: bool = False) -> Engine:
     """An engine for ``url``; SQLite files get their directory created and WAL configured.
 
     ``pool_size`` keeps that many connections (default 5, plus 10 overflow) for many-threaded callers.
+    ``background_checkpoints``: a SQLite file's commits leave copying the WAL to a thread
+    (:class:`_Checkpointer`), for a server that writes all the time.
     """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
@@ -176,15 +229,19 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = Fa
     # per checkout (two per tracking request).
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        _configure_sqlite(engine, busy_timeout_ms)
+        in_background = background_checkpoints and parsed.database not in (None, "", ":memory:")
+        _configure_sqlite(engine, busy_timeout_ms, checkpoint_on_commit=not in_background)
+        if in_background:
+            _Checkpointer(engine)
     return engine
 
 
-def engine_from_settings(settings: Settings) -> Engine:
+def engine_from_settings(settings: Settings, *, background_checkpoints: bool = False) -> Engine:
     return create_db_engine(
         settings.resolved_database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         echo=settings.log_sql,
+        background_checkpoints=background_checkpoints,
     )
 
 
