@@ -129,6 +129,25 @@ def store_document(session: Session, model: type[SettingsDocument], tenant_id: i
     session.flush()
 
 
+def transaction_cache(session: Session, name: str) -> dict[Any, Any]:
+    """A dict that lives as long as the session's current transaction, for facts read on hot paths.
+
+    Every order and every merge asks the loyalty domain for the merchant's programme and plans; within
+    one transaction the answer cannot change unless this session writes it, and then the writer calls
+    :func:`forget_cached`.
+    """
+    transaction = session.get_transaction()
+    held = session.info.get(name)
+    if held is None or held[0] is not transaction:
+        held = session.info[name] = (transaction, {})
+    cache: dict[Any, Any] = held[1]
+    return cache
+
+
+def forget_cached(session: Session, name: str) -> None:
+    session.info.pop(name, None)
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, checkpoint_on_commit: bool = True) -> None:
     """WAL, foreign keys, and transactions that SQLAlchemy (not pysqlite) begins.
 

@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
-from lianjie.db import store_document
+from lianjie.db import forget_cached, store_document, transaction_cache
 from lianjie.errors import ValidationFailed
 from lianjie.loyalty.models import LoyaltyProgramme
 
@@ -182,12 +182,22 @@ def from_stored(doc: dict[str, Any] | None) -> ProgrammeConfig:
     return _parse_text(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
 
 
+_LOADED = "lianjie.loyalty.programme"
+
+
 def load(session: Session, tenant_id: int) -> ProgrammeConfig:
-    row = session.get(LoyaltyProgramme, tenant_id)
-    return from_stored(row.config if row is not None else None)
+    """The merchant's programme, read once per transaction: every merge of profiles asks for it, and a
+    merchant without a programme has no row, which the session's identity map cannot remember."""
+    cache = transaction_cache(session, _LOADED)
+    if tenant_id not in cache:
+        row = session.get(LoyaltyProgramme, tenant_id)
+        cache[tenant_id] = from_stored(row.config if row is not None else None)
+    config: ProgrammeConfig = cache[tenant_id]
+    return config
 
 
 def save(session: Session, tenant_id: int, doc: dict[str, Any]) -> ProgrammeConfig:
     config = parse(doc)
     store_document(session, LoyaltyProgramme, tenant_id, config.model_dump(mode="json"))
+    forget_cached(session, _LOADED)
     return config

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lianjie.commerce.models import Product
+from lianjie.db import forget_cached, transaction_cache
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.loyalty.membership.models import MembershipPlan
 from lianjie.loyalty.membership.schemas import PlanIn, PlanOut, PlanUpdate
@@ -85,21 +86,17 @@ def facts(session: Session, tenant_id: int) -> Facts:
     multiplier; for a merchant without plans one cached lookup is all they cost. The cache lives in the
     session for its current transaction only, and writing a plan drops it.
     """
-    transaction = session.get_transaction()
-    held = session.info.get(_FACTS)
-    if held is None or held[0] is not transaction:
-        held = (transaction, {})
-        session.info[_FACTS] = held
-    cache: dict[int, Facts] = held[1]
+    cache = transaction_cache(session, _FACTS)
     if tenant_id not in cache:
         rows = session.execute(select(MembershipPlan.sku, MembershipPlan.points_multiplier)
                                .where(MembershipPlan.tenant_id == tenant_id)).all()
         cache[tenant_id] = Facts(frozenset(r.sku for r in rows), any(r.points_multiplier != "1" for r in rows))
-    return cache[tenant_id]
+    known: Facts = cache[tenant_id]
+    return known
 
 
 def _forget(session: Session) -> None:
-    session.info.pop(_FACTS, None)
+    forget_cached(session, _FACTS)
 
 
 def create_plan(session: Session, tenant_id: int, data: PlanIn) -> tuple[MembershipPlan, bool]:
