@@ -31,7 +31,7 @@ from lianjie.errors import BadRequest, LianjieError, PayloadTooLarge, Unauthenti
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.ingest import service
-from lianjie.ingest.commit import group_commit
+from lianjie.ingest.commit import PREPARE_CHUNK, group_commit
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, parse_time
 from lianjie.tenants.keys import authenticate, record_use
 from lianjie.tenants.models import ApiKeyKind
@@ -80,41 +80,50 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
             received_at: dt.datetime) -> service.BatchResult:
     """Authenticate, validate and store; the stored batch is committed before this returns.
 
-    The CPU-bound part (validation, identifiers, PII sealing) takes this process's CPU turn and
-    runs while other batches are being written; the write itself joins the process's group commit.
+    The CPU-bound part (validation, identifiers, PII sealing) runs in this process's CPU turns, a
+    chunk of messages at a time, while other batches are being written; the write itself joins the
+    process's group commit.
     """
+    config, source = _sender(factory, authorization, body)
+    raws, batch_sent_at = _messages(body, implied_type)
     committer = group_commit(factory)
-    with committer.cpu_turn():
-        result, config, source, prepared = _check(factory, authorization, body, implied_type, received_at)
+    result, prepared = service.BatchResult(), []
+    cipher, text_times = get_cipher(), stores_times_as_text(factory)
+    for start in range(0, len(raws), PREPARE_CHUNK):
+        with committer.cpu.turn():
+            good, bad = service.check_messages(raws[start:start + PREPARE_CHUNK], implied_type=implied_type,
+                                               batch_sent_at=batch_sent_at, received_at=received_at,
+                                               first_index=start)
+            prepared += recording.prepare(cipher, config, source, good, received_at, text_times=text_times)
+        result.rejected += bad
     if prepared:
         stored = committer.store(config, source, prepared)
         result.accepted, result.duplicates = stored.accepted, stored.duplicates
     return result
 
 
-def _check(factory: sessionmaker[Session], authorization: str | None, body: Any, implied_type: str | None,
-           received_at: dt.datetime) -> tuple[service.BatchResult, IdentityConfig, recording.Source,
-                                              list[recording.Prepared]]:
+def _sender(factory: sessionmaker[Session], authorization: str | None,
+            body: Any) -> tuple[IdentityConfig, recording.Source]:
+    """The merchant's identity rules and the event source behind the write key."""
     with transaction(factory) as session:
         caller = authenticate(session, _write_key(authorization, body), ApiKeyKind.WRITE)
         config = load_config(session, caller.tenant_id)
     if caller.usage_stale:
         with suppress(OperationalError), transaction(factory, write=True) as session:
             record_use(session, caller)  # best effort: a busy database must not refuse the events
-    source = recording.Source(caller.tenant_id, caller.source)
-    if implied_type is None:
-        if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
-            raise BadRequest("a batch body is {\"batch\": [...]}", field="batch")
-        raws, batch_sent_at = body["batch"], _sent_at(body)
-        if len(raws) > MAX_BATCH_MESSAGES:
-            raise PayloadTooLarge(f"a batch holds at most {MAX_BATCH_MESSAGES} messages; this one has {len(raws)}")
-    else:
-        raws, batch_sent_at = [body], None
-    good, bad = service.check_messages(raws, implied_type=implied_type, batch_sent_at=batch_sent_at,
-                                       received_at=received_at)
-    prepared = recording.prepare(get_cipher(), config, source, good, received_at,
-                                 text_times=stores_times_as_text(factory)) if good else []
-    return service.BatchResult(rejected=bad), config, source, prepared
+    return config, recording.Source(caller.tenant_id, caller.source)
+
+
+def _messages(body: Any, implied_type: str | None) -> tuple[list[Any], dt.datetime | None]:
+    """The messages of a batch body (with its sentAt) or of a single call's."""
+    if implied_type is not None:
+        return [body], None
+    if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+        raise BadRequest("a batch body is {\"batch\": [...]}", field="batch")
+    raws: list[Any] = body["batch"]
+    if len(raws) > MAX_BATCH_MESSAGES:
+        raise PayloadTooLarge(f"a batch holds at most {MAX_BATCH_MESSAGES} messages; this one has {len(raws)}")
+    return raws, _sent_at(body)
 
 
 def _sent_at(body: dict[str, Any]) -> dt.datetime | None:

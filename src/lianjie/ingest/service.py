@@ -36,10 +36,11 @@ class BatchResult:
 
 
 def check_messages(raws: Sequence[Any], *, implied_type: str | None, batch_sent_at: dt.datetime | None,
-                   received_at: dt.datetime) -> tuple[list[Message], list[Rejected]]:
-    """Validate every message; the good ones keep their order."""
+                   received_at: dt.datetime, first_index: int = 0) -> tuple[list[Message], list[Rejected]]:
+    """Validate every message; the good ones keep their order. A rejected message is named by its
+    index in the batch, ``raws`` being the batch's messages from ``first_index`` on."""
     good, bad = [], []
-    for index, raw in enumerate(raws):
+    for index, raw in enumerate(raws, first_index):
         try:
             if len(orjson.dumps(raw)) > MAX_MESSAGE_BYTES:
                 raise Invalid("", f"message is larger than {MAX_MESSAGE_BYTES // 1024} KB")
