@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import multiprocessing
 import secrets
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from lianjie.config import Settings
 from lianjie.crypto import PiiCipher
 
 
@@ -32,3 +36,26 @@ def test_lookup_hash_is_stable_keyed_and_separates_kinds() -> None:
     assert one.lookup_hash("phone", "+8613912345678") == same.lookup_hash("phone", "+8613912345678")
     assert one.lookup_hash("phone", "x") != one.lookup_hash("email", "x")
     assert one.lookup_hash("phone", "x") != PiiCipher(secrets.token_bytes(32)).lookup_hash("phone", "x")
+
+
+def _key_of(var_dir: Path, start: Any, out: Any) -> None:
+    start.wait()  # every process looks for the file at the same moment
+    out.put(Settings(var_dir=var_dir, pii_key=None).pii_key_bytes())
+
+
+def test_processes_starting_together_on_a_fresh_install_share_one_generated_key(tmp_path: Path) -> None:
+    # `lianjie serve --workers N` on a new machine: N processes find no key file at once.
+    context = multiprocessing.get_context("fork")
+    for attempt in range(10):
+        var = tmp_path / f"var{attempt}"
+        start, out = context.Barrier(8), context.Queue()
+        processes = [context.Process(target=_key_of, args=(var, start, out)) for _ in range(8)]
+        for process in processes:
+            process.start()
+        keys = [out.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join(60)
+        assert len(set(keys)) == 1
+        assert len(keys[0]) == 32
+        assert (var / "secret.key").stat().st_mode & 0o077 == 0
+        assert [p.name for p in var.iterdir()] == ["secret.key"]  # no temporary files left

@@ -7,7 +7,10 @@ so tests and the CLI can point lianjie at another database by changing the envir
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,10 +62,30 @@ class Settings(BaseSettings):
             return key
         path = self.resolved_var_dir / "secret.key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
-            path.chmod(0o600)
+            _create_key_file(path)
         return base64.urlsafe_b64decode(path.read_text().strip())
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new random key to ``path`` unless another process gets there first.
+
+    The processes of ``lianjie serve --workers N`` start together on a fresh install: each used to
+    find no file and write its own key, and each then hashed and encrypted with a different one (two
+    profiles for one userId, PII that only one process could read). The key is written in full to a
+    private temporary file and linked into place, which fails if the file exists: every process then
+    reads the one key that won.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-", suffix=".key")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 @lru_cache(maxsize=1)
