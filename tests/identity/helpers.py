@@ -32,7 +32,7 @@ def msg(type_: str = "track", *, at: dt.datetime | None = None, **fields: Any) -
 
 def send(db: Session, tenant_id: int, *messages: dict[str, Any], source: str = "web") -> StoreResult:
     received = utcnow()
-    good, bad = check_messages(list(messages), implied_type=None, batch_sent_at=None, received_at=received)
+    good, bad, _ = check_messages(list(messages), implied_type=None, batch_sent_at=None, received_at=received)
     assert not bad, bad
     result = store(db, get_cipher(), Source(tenant_id, source), good, received)
     db.flush()

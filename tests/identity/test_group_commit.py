@@ -43,7 +43,7 @@ def _batch(factory: sessionmaker[Session], tenant_id: int, config: IdentityConfi
     raws = [{"type": "identify", "messageId": f"{tag}-{i}", "anonymousId": f"{tag}-device-{i}",
              "userId": f"U{i}", "traits": {"city": "上海"}} for i in range(size)]
     received = utcnow()
-    good, bad = check_messages(raws, implied_type=None, batch_sent_at=None, received_at=received)
+    good, bad, _ = check_messages(raws, implied_type=None, batch_sent_at=None, received_at=received)
     assert not bad
     return recording.prepare(get_cipher(), config, recording.Source(tenant_id, "web"), good, received,
                             text_times=stores_times_as_text(factory))

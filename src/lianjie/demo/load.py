@@ -118,7 +118,7 @@ def load_events(factory: sessionmaker[Session], tenant_id: int, source: str, pat
 
     def flush() -> None:
         received = utcnow()
-        good, bad = check_messages(batch, implied_type=None, batch_sent_at=None, received_at=received)
+        good, bad, _ = check_messages(batch, implied_type=None, batch_sent_at=None, received_at=received)
         total.rejected.extend(bad)
         with transaction(factory, write=True) as session:
             result = store(session, get_cipher(), Source(tenant_id, source), good, received)

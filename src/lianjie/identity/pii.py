@@ -84,10 +84,6 @@ def join(clean: dict[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
     return whole
 
 
-def seal(cipher: PiiCipher, found: Mapping[str, Any]) -> bytes | None:
-    return cipher.encrypt(orjson.dumps(found)) if found else None
-
-
 def unseal(cipher: PiiCipher, blob: bytes | None) -> dict[str, Any]:
     if not blob:
         return {}

@@ -16,11 +16,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import driver_execute, driver_insert, in_values, is_sqlite, json_param, json_text, sqlite_time
+from lianjie.db import driver_execute, driver_insert, in_values, is_sqlite, json_param, sqlite_time
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, by_priority, extract
@@ -71,7 +72,8 @@ class Prepared:
 
     The event's column values in :data:`_EVENT_COLUMNS` order are ``head``, then ``profile_id``
     (decided under the lock), then ``tail``. ``stamp`` is the event time as traits record it, set
-    when the message carries traits.
+    when the message carries traits. ``size`` is the message's JSON in bytes (its stored payload and
+    its personal fields), which a tracking call limits.
     """
 
     message_id: str
@@ -83,6 +85,7 @@ class Prepared:
     traits: dict[str, Any]
     stamp: str | None = None
     previous_id: str | None = None
+    size: int = 0
 
 
 _EVENT_COLUMNS = ("tenant_id", "message_id", "type", "event", "profile_id", "user_id", "anonymous_id", "source",
@@ -170,14 +173,17 @@ def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages:
             formatted[original] = when(original)
         if sent_at not in formatted:
             formatted[sent_at] = when(sent_at)
+        payload = orjson.dumps(clean)
+        personal_json = orjson.dumps(personal) if personal else b""
         tail = (message.user_id, message.anonymous_id, source_name, at, at if original is timestamp
-                else formatted[original], formatted[sent_at], received, json_text(clean), pii.seal(cipher, personal))
+                else formatted[original], formatted[sent_at], received, payload.decode(),
+                cipher.encrypt(personal_json) if personal else None)
         traits = _message_traits(raw)
         type_ = message.type
         out.append(Prepared(message.message_id, type_, timestamp, extract(raw, config, cipher, memo),
                             (tenant_id, message.message_id, type_, _event_name(raw, type_)), tail, traits,
                             stamp(timestamp) if traits else None,
-                            str(raw["previousId"]) if type_ == "alias" else None))
+                            str(raw["previousId"]) if type_ == "alias" else None, len(payload) + len(personal_json)))
     return out
 
 

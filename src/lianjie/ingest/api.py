@@ -91,10 +91,10 @@ def _ingest(factory: sessionmaker[Session], authorization: str | None, body: Any
     cipher, text_times = get_cipher(), stores_times_as_text(factory)
     for start in range(0, len(raws), PREPARE_CHUNK):
         with committer.cpu.turn():
-            good, bad = service.check_messages(raws[start:start + PREPARE_CHUNK], implied_type=implied_type,
-                                               batch_sent_at=batch_sent_at, received_at=received_at,
-                                               first_index=start)
-            prepared += recording.prepare(cipher, config, source, good, received_at, text_times=text_times)
+            ready, bad = service.prepare_batch(cipher, config, source, raws[start:start + PREPARE_CHUNK],
+                                               implied_type=implied_type, batch_sent_at=batch_sent_at,
+                                               received_at=received_at, text_times=text_times, first_index=start)
+        prepared += ready
         result.rejected += bad
     if prepared:
         stored = committer.store(config, source, prepared)
