@@ -243,7 +243,10 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = Fa
     if parsed.get_backend_name() == "postgresql":
         # psycopg prepares repeated statements; a generic plan chosen while a table was still empty
         # (a new merchant's events) would stick to a sequential scan. Plan each execution instead.
-        kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
+        # No JIT: it pays off for long analytic queries, which run on the warehouse, not here; and a
+        # plan costed with sequential scans disabled (the identity lock's transactions) passed its
+        # threshold, so looking up a batch's messageIds compiled code for 20 to 100 ms.
+        kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan -c jit=off"}
     # No pool_pre_ping on SQLite: a file has no connection to lose, and the ping was a statement
     # per checkout (two per tracking request).
     engine = create_engine(parsed, **kwargs)
@@ -437,6 +440,31 @@ def in_values(session: Session, column: str, values: Sequence[Any]) -> tuple[str
     if is_sqlite(session):
         return f"{column} IN ({placeholders(len(values))})", tuple(values)
     return f"{column} = ANY(?)", (list(values),)
+
+
+def rows_by_key(session: Session, probe: str, params: tuple[Any, ...], keys: Sequence[Any], *,
+                key_type: str = "text") -> list[Any]:
+    """The rows ``probe`` finds for each of ``keys``, each key looked up in an index on its own.
+
+    ``probe`` is a SELECT with ``?`` placeholders (``params``) whose WHERE clause ends with ``{key}``,
+    the condition on the key column. SQLite gets ``IN (…)``, 500 keys a statement (its planner
+    searches the index once per value). PostgreSQL gets the probe as a LATERAL subquery over the
+    keys' ``unnest``, a nested loop of index look-ups, whatever the table's statistics say: with
+    ``= ANY`` and statistics from before a burst of inserts (a merchant's first day of events), the
+    planner read all of the merchant's rows for every batch, 17 ms instead of 0.7 for 500 messageIds.
+    """
+    if not keys:
+        return []
+    if is_sqlite(session):
+        rows: list[Any] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            sql = probe.replace("{key}", f"IN ({placeholders(len(chunk))})")
+            rows += driver_execute(session, sql, (*params, *chunk)).fetchall()
+        return rows
+    sql = (f"SELECT x.* FROM unnest(?::{key_type}[]) AS k(key)"
+           f" CROSS JOIN LATERAL ({probe.replace('{key}', '= k.key')} OFFSET 0) AS x")  # OFFSET: not flattened
+    return list(driver_execute(session, sql, (list(keys), *params)).fetchall())
 
 
 def placeholders(count: int) -> str:

@@ -21,7 +21,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import driver_execute, driver_insert, in_values, is_sqlite, json_param, sqlite_time
+from lianjie.db import driver_insert, is_sqlite, json_param, rows_by_key, sqlite_time
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.identifiers import Ident, by_priority, extract
@@ -94,14 +94,10 @@ _EVENT_COLUMNS = ("tenant_id", "message_id", "type", "event", "profile_id", "use
 
 def _new_message_ids(session: Session, tenant_id: int, message_ids: list[str]) -> set[str]:
     """Those of ``message_ids`` not stored before for this merchant."""
-    ids = list(set(message_ids))
-    stored: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        where, params = in_values(session, "message_id", chunk)
-        sql = f"SELECT message_id FROM events WHERE tenant_id = ? AND {where}"
-        stored.update(row[0] for row in driver_execute(session, sql, (tenant_id, *params)))
-    return set(ids) - stored
+    ids = set(message_ids)
+    stored = rows_by_key(session, "SELECT message_id FROM events WHERE tenant_id = ? AND message_id {key}",
+                         (tenant_id,), list(ids))
+    return ids - {row[0] for row in stored}
 
 
 def _with_aliases(session: Session, tenant_id: int, config: IdentityConfig, items: list[Prepared],
@@ -118,13 +114,9 @@ def _with_aliases(session: Session, tenant_id: int, config: IdentityConfig, item
     if not previous:
         return [item.idents for item in items]
     as_user = {value: Ident("user_id", value, cipher.lookup_hash("user_id", value)) for value in previous.values()}
-    hashes = [ident.hash for ident in as_user.values()]
-    stored: set[str] = set()
-    for start in range(0, len(hashes), 500):
-        where, params = in_values(session, "value_hash", hashes[start:start + 500])
-        stored.update(row[0] for row in driver_execute(
-            session, f"SELECT value_hash FROM identifiers WHERE tenant_id = ? AND type = 'user_id' AND {where}",
-            (tenant_id, *params)))
+    stored = {row[0] for row in rows_by_key(
+        session, "SELECT value_hash FROM identifiers WHERE tenant_id = ? AND type = 'user_id' AND value_hash {key}",
+        (tenant_id,), [ident.hash for ident in as_user.values()])}
     out = []
     for item in items:
         value = previous.get(item.message_id)

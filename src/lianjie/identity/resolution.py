@@ -34,10 +34,11 @@ from lianjie.db import (
     allocate_ids,
     driver_execute,
     driver_insert,
-    in_values,
     json_param,
     json_text,
+    rows_by_key,
     time_binder,
+    transaction_cache,
     utcnow,
 )
 from lianjie.domain_events import publish
@@ -55,6 +56,9 @@ _GRAPH_LOCK = text("SELECT pg_advisory_xact_lock(:key), set_config('enable_seqsc
                    " set_config('enable_bitmapscan', 'off', true)")
 
 
+_LOCKS_HELD = "lianjie.identity.graph_locks"
+
+
 def lock_identity_graph(session: Session, tenant_id: int) -> None:
     """One writer of a merchant's identity graph at a time, until the transaction ends.
 
@@ -63,8 +67,12 @@ def lock_identity_graph(session: Session, tenant_id: int) -> None:
     PostgreSQL a transaction-level advisory lock per merchant does, and the same statement tells the
     planner to use the indexes (see ``_GRAPH_LOCK``).
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    held = transaction_cache(session, _LOCKS_HELD)
+    if tenant_id not in held:  # taken once per transaction: a writer may lock before it resolves
         session.execute(_GRAPH_LOCK, {"key": 0x4C4A_0000_0000 + tenant_id})
+        held[tenant_id] = True
 
 
 PROFILES: Table = Profile.__table__  # type: ignore[assignment]
@@ -124,15 +132,10 @@ class BatchResolver:
         wanted = {i.hash for i in idents if i.key not in self.known}
         if not wanted:
             return
-        hashes = list(wanted)
-        rows: list[Any] = []
-        for start in range(0, len(hashes), 500):
-            where, params = in_values(self.session, "i.value_hash", hashes[start:start + 500])
-            rows += driver_execute(
-                self.session,
-                "SELECT i.id, i.type, i.value_hash, i.profile_id, COALESCE(p.merged_into_id, p.id)"
-                f" FROM identifiers i JOIN profiles p ON p.id = i.profile_id WHERE i.tenant_id = ? AND {where}",
-                (self.tenant_id, *params)).fetchall()
+        rows = rows_by_key(self.session, "SELECT i.id, i.type, i.value_hash, i.profile_id,"
+                                         " COALESCE(p.merged_into_id, p.id) FROM identifiers i"
+                                         " JOIN profiles p ON p.id = i.profile_id WHERE i.tenant_id = ? AND"
+                                         " i.value_hash {key}", (self.tenant_id,), list(wanted))
         self._load_erased(wanted - {row[2] for row in rows})
         roots = set()
         for ident_id, type_, value_hash, profile_id, root in rows:
@@ -156,28 +159,24 @@ class BatchResolver:
     def _load_customers(self, roots: set[int]) -> None:
         """Members of these customers and their identifier counts.
 
-        Two index searches (by id; by tenant and ``merged_into_id``) joined with UNION: written as one
-        ``OR``, SQLite scans every profile of the merchant.
+        Two index searches (by id; by tenant and ``merged_into_id``): written as one ``OR``, SQLite
+        scans every profile of the merchant.
         """
         if not roots:
             return
-        by_id, params = in_values(self.session, "id", list(roots))
-        by_pointer, _ = in_values(self.session, "merged_into_id", list(roots))
-        for profile_id, merged_into in driver_execute(
-                self.session,
-                f"SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND {by_id}"
-                f" UNION SELECT id, merged_into_id FROM profiles WHERE tenant_id = ? AND {by_pointer}",
-                (self.tenant_id, *params, self.tenant_id, *params)):
+        keys = list(roots)
+        found = set(rows_by_key(self.session, "SELECT id, merged_into_id FROM profiles WHERE tenant_id = ?"
+                                              " AND id {key}", (self.tenant_id,), keys, key_type="bigint"))
+        found.update(rows_by_key(self.session, "SELECT id, merged_into_id FROM profiles WHERE tenant_id = ?"
+                                               " AND merged_into_id {key}", (self.tenant_id,), keys, key_type="bigint"))
+        for profile_id, merged_into in found:
             root = merged_into or profile_id
             self.members.setdefault(root, set()).add(profile_id)
             self.root_of[profile_id] = root
         member_ids = [p for root in roots for p in self.members.get(root, ())]
-        if not member_ids:
-            return
-        where, params = in_values(self.session, "profile_id", member_ids)
-        for profile_id, type_, count in driver_execute(
-                self.session,
-                f"SELECT profile_id, type, count(*) FROM identifiers WHERE {where} GROUP BY profile_id, type", params):
+        for profile_id, type_, count in rows_by_key(
+                self.session, "SELECT profile_id, type, count(*) FROM identifiers WHERE profile_id {key}"
+                              " GROUP BY profile_id, type", (), member_ids, key_type="bigint"):
             self.counts[self.root_of[profile_id]][type_] += count
 
     # ---- resolving -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import driver_execute, in_values, is_sqlite, json_text, time_binder
+from lianjie.db import driver_execute, is_sqlite, json_text, rows_by_key, time_binder
 from lianjie.identity.models import Profile
 from lianjie.identity.pii import PII_TRAITS
 
@@ -75,9 +75,8 @@ def apply_touches(session: Session, cipher: PiiCipher, touches: Mapping[int, Tou
     if not touches:
         return
     bind_time = time_binder(session)
-    where, params = in_values(session, "id", list(touches))
-    rows = driver_execute(session, "SELECT id, first_seen_at, last_seen_at, event_count, traits, pii_traits_encrypted"
-                                   f" FROM profiles WHERE {where}", params).fetchall()
+    rows = rows_by_key(session, "SELECT id, first_seen_at, last_seen_at, event_count, traits, pii_traits_encrypted"
+                                " FROM profiles WHERE id {key}", (), list(touches), key_type="bigint")
     updates = []
     for profile_id, first, last, count, traits, pii_blob in rows:
         touch = touches[profile_id]

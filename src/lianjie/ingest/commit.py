@@ -29,6 +29,7 @@ from lianjie.db import transaction, writer_turn
 from lianjie.errors import ServiceBusy
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig
+from lianjie.identity.resolution import lock_identity_graph
 
 # A group holds at most this many messages: bigger groups save little more and make the batches
 # that wait on them slower.
@@ -124,7 +125,7 @@ class GroupCommit:
 
     def _lead(self) -> None:
         """Write the batches queued so far (up to the group limit) in one transaction."""
-        with writer_turn(self.factory), self.cpu.turn(urgent=True):
+        with writer_turn(self.factory):
             group = self._take()
             try:
                 results = self._write(group)
@@ -155,7 +156,13 @@ class GroupCommit:
         for attempt in range(_RETRIES):
             try:
                 with transaction(self.factory, write=True) as session:
-                    return _store_group(session, cipher, group)
+                    # Waiting for a merchant's identity lock (PostgreSQL: while another server
+                    # process writes) and for the commit needs no CPU: other requests of this
+                    # process prepare meanwhile. Only the work between takes the CPU turn.
+                    for tenant_id in sorted({pending.source.tenant_id for pending in group}):
+                        lock_identity_graph(session, tenant_id)
+                    with self.cpu.turn(urgent=True):
+                        return _store_group(session, cipher, group)
             except (IntegrityError, OperationalError) as exc:
                 # A lost race on a new identifier with a writer outside this queue, or a busy
                 # database: the prepared batches are untouched, so the whole group is tried again.

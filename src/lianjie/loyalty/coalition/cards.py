@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from lianjie.db import driver_execute, utcnow
+from lianjie.db import driver_execute, forget_cached, transaction_cache, utcnow
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.identity import privacy
 from lianjie.identity.schemas import Channel, ConsentIn, Purpose
@@ -118,6 +118,7 @@ def link(session: Session, acc: Access, data: LinkIn, now: dt.datetime | None = 
     session.add(CoalitionCardLink(coalition_id=coalition_id, tenant_id=tenant_id, card_id=wanted, profile_id=root,
                                   consent_source=data.consent_source or "consent on record", linked_at=now))
     session.flush()
+    forget_cached(session, _HAS_CARDS)
     return _card_no(session, wanted), root, True
 
 
@@ -189,6 +190,20 @@ def describe(session: Session, acc: Access, card_no: str, now: dt.datetime | Non
 # ---- following OneID ---------------------------------------------------------------------------------
 
 
+_HAS_CARDS = "lianjie.coalition.has_cards"
+
+
+def _has_cards(session: Session, tenant_id: int) -> bool:
+    """Whether any customer of the merchant holds a coalition card, asked once per transaction (a
+    batch of tracking calls makes dozens of merges; on PostgreSQL each question was a round trip)."""
+    cache = transaction_cache(session, _HAS_CARDS)
+    if tenant_id not in cache:
+        cache[tenant_id] = driver_execute(session, "SELECT 1 FROM coalition_card_links WHERE tenant_id = ? LIMIT 1",
+                                          (tenant_id,)).first() is not None
+    held: bool = cache[tenant_id]
+    return held
+
+
 def after_profiles_merged(session: Session, tenant_id: int, merge_id: int, survivor_id: int,
                           moved_ids: tuple[int, ...]) -> None:
     """Merge the absorbed customer's card into the survivor's, in every coalition where both hold one.
@@ -196,8 +211,7 @@ def after_profiles_merged(session: Session, tenant_id: int, merge_id: int, survi
     Runs for every OneID merge that ingestion makes, so a merchant with no coalition cards at all
     (most merchants) is answered by one look-up in the (tenant_id, profile_id) index.
     """
-    if driver_execute(session, "SELECT 1 FROM coalition_card_links WHERE tenant_id = ? LIMIT 1",
-                      (tenant_id,)).first() is None:
+    if not _has_cards(session, tenant_id):
         return
     everyone = list(session.scalars(member_ids(tenant_id, survivor_id)))
     links = session.execute(select(CoalitionCardLink.coalition_id, CoalitionCardLink.card_id,
