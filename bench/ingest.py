@@ -65,17 +65,19 @@ def send_all(base: str, key: str, batches: list[bytes], clients: int) -> tuple[f
 
     def worker() -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=120)
-        conn.connect()
-        # As urllib3 does for requests (the official Segment Python client's transport): without
-        # TCP_NODELAY, http.client's separate send() of the body's last partial segment waits for the
-        # server's delayed ACK (~40 ms a request), which measures Nagle's algorithm, not the server.
-        assert conn.sock is not None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
             with lock:
                 body = next(queue, None)
             if body is None:
                 break
+            if conn.sock is None:  # the first request, or the server closed the last connection
+                conn.connect()
+                # As urllib3 does for requests (the official Segment Python client's transport):
+                # without TCP_NODELAY, http.client's separate send() of the body's last partial
+                # segment waits for the server's delayed ACK (~40 ms a request), which measures
+                # Nagle's algorithm, not the server.
+                assert conn.sock is not None
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             started = time.perf_counter()
             conn.request("POST", "/v1/batch", body, {"Authorization": auth, "Content-Type": "application/json"})
             response = conn.getresponse()

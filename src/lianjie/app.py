@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from lianjie import __version__, wiring
+from lianjie import __version__, affinity, wiring
 from lianjie.analytics.api import router as analytics_router
 from lianjie.audience.api import router as audience_router
 from lianjie.audience.segments.api import router as segments_router
@@ -79,10 +79,14 @@ def serving_app() -> FastAPI:
     """The app as ``lianjie serve`` runs it: :func:`create_app`, then the collector tuned for serving.
 
     Objects alive after start-up (modules, routes, the ORM's mappers) live as long as the process;
-    ``gc.freeze`` takes them out of every later collection. Tests build apps with
+    ``gc.freeze`` takes them out of every later collection. A process of a server with several
+    keeps to a CPU core of its own (:mod:`lianjie.affinity`). Tests build apps with
     :func:`create_app` and keep Python's defaults.
     """
-    app = create_app()
+    settings = get_settings()
+    if settings.workers > 1 and settings.pin_workers:
+        affinity.claim_core(settings.resolved_var_dir / "run" / "cores")
+    app = create_app(settings)
     gc.collect()
     gc.freeze()
     gc.set_threshold(_SERVING_GC_THRESHOLD, *gc.get_threshold()[1:])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import socket
 import sys
 import time
@@ -126,6 +127,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HO
     consumer = jobs.start_embedded(settings) if settings.jobs_enabled else None
     try:
         if processes > 1:  # each worker process builds its own app from the same settings
+            os.environ["LIANJIE_WORKERS"] = str(processes)  # --workers too: a worker knows it has company
             # uvicorn kills a worker that is not serving within timeout_worker_healthcheck (5 s by
             # default) and starts another; on a busy machine importing the app takes longer than
             # that, and the server restarted its workers forever without ever answering.

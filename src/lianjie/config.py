@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(default=1, ge=1, description="Server processes for `lianjie serve`.")
+    pin_workers: bool = Field(
+        default=True, description="With several server processes, keep each on a CPU core of its own (Linux).")
     warehouse_url: str | None = Field(
         default=None, description="duckdb:///path or spark://local[N][/dir]; default: var_dir/warehouse.duckdb.")
     jobs_enabled: bool = Field(default=True, description="Run the background jobs inside `lianjie serve`.")
