@@ -49,3 +49,18 @@ def test_without_background_checkpoints_commits_checkpoint_as_sqlite_does(tmp_pa
     size, wal = _fill(f"sqlite:///{tmp_path / 'fg.db'}", 10_000, background=False)
     assert size >= 6_000 * 1000  # copied every 1,000 pages (4 MB)
     assert wal < 5 * 1024 * 1024
+
+
+def test_the_pool_hands_out_the_connection_returned_last(tmp_path: Path, database_url: str | None) -> None:
+    """A warm connection (page cache, prepared statements) goes back to work before an idle one."""
+    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'pool.db'}")
+    try:
+        first, second = engine.connect(), engine.connect()
+        ids = [id(first.connection.dbapi_connection), id(second.connection.dbapi_connection)]
+        first.close()
+        second.close()  # returned last
+        for _ in range(3):
+            with engine.connect() as again:
+                assert id(again.connection.dbapi_connection) == ids[1]
+    finally:
+        engine.dispose()
