@@ -77,14 +77,14 @@ def test_server_processes_keep_to_cores_of_their_own(tmp_path: Path) -> None:
         _stop(process)
     servers = [cpus for cpus in placed.values() if cpus]  # uvicorn also starts a helper process or two
     assert len(servers) == 2, placed
-    assert all(len(cpus) == 1 and cpus.pop().isdigit() for cpus in [set(c) for c in servers]), placed
+    assert all(len(cpus) == 1 and next(iter(cpus)).isdigit() for cpus in servers), placed
     assert servers[0] != servers[1], placed  # each worker's threads on one core, not the other's
 
 
 def _allowed_cpus(pid: int) -> set[str]:
     """Each thread's Cpus_allowed_list ("0-1", "1") of a uvicorn worker; empty for another process."""
-    if b"multiprocessing" not in Path(f"/proc/{pid}/cmdline").read_bytes() or \
-            b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    if b"multiprocessing" not in command or b"resource_tracker" in command:
         return set()
     cpus = set()
     for tid in os.listdir(f"/proc/{pid}/task"):

@@ -230,6 +230,8 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = Fa
     (:class:`_Checkpointer`), for a server that writes all the time.
     """
     parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    sqlite_file = sqlite and parsed.database not in (None, "", ":memory:")
     kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if pool_size is not None:
         kwargs |= {"pool_size": pool_size, "max_overflow": 2}
@@ -237,14 +239,12 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = Fa
     # connection keeps its page cache only while no other connection has committed since its last
     # transaction, and psycopg prepares a statement once a connection has run it five times.
     # Handing the connections out in turn made each start cold: about 5 % more CPU per tracking
-    # event on SQLite, in interleaved benchmark runs.
-    pooled = parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:")
-    if pooled:
+    # event on SQLite, in interleaved benchmark runs. (In-memory SQLite has no such pool.)
+    if sqlite_file or not sqlite:
         kwargs["pool_use_lifo"] = True
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if sqlite:
+        if sqlite_file:
+            Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False}
     elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -258,8 +258,8 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = Fa
     # No pool_pre_ping on SQLite: a file has no connection to lose, and the ping was a statement
     # per checkout (two per tracking request).
     engine = create_engine(parsed, **kwargs)
-    if parsed.get_backend_name() == "sqlite":
-        in_background = background_checkpoints and parsed.database not in (None, "", ":memory:")
+    if sqlite:
+        in_background = background_checkpoints and sqlite_file
         _configure_sqlite(engine, busy_timeout_ms, checkpoint_on_commit=not in_background)
         if in_background:
             _Checkpointer(engine)
