@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from lianjie.db import transaction, writer_turn
-from lianjie.errors import Conflict, LianjieError
+from lianjie.errors import Conflict, LianjieError, ServiceBusy
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +83,11 @@ def install_error_handlers(app: FastAPI) -> None:
         log.info("integrity error: %s", exc.orig)
         return _render(Conflict("the request conflicts with data stored meanwhile; retry it",
                                     code="conflict_retry"))
+
+    @app.exception_handler(OperationalError)
+    async def _busy(_: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite still locked after its busy timeout, a PostgreSQL lock or statement timeout, a
+        # dropped connection: nothing the client sent is wrong and nothing was committed, so it is a
+        # 503 the client retries (SDKs do), not a 500.
+        log.warning("database unavailable: %s", exc.orig)
+        return _render(ServiceBusy("the database is busy; retry the same request"))
