@@ -30,6 +30,10 @@ def test_a_script_sets_up_a_merchant(cli: Cli, database_url: str | None) -> None
     assert merchant["currency"] == "CNY"
     assert merchant["created"]
     assert cli.json("tenant", "create", "--slug", "huamei", "--name", "华美生活")["created"] is False
+    # The rule is shown as written: brackets in a message are not taken for terminal styling.
+    refused = cli.run("tenant", "create", "--slug", "B", "--name", "x", ok=False)
+    assert refused.returncode == 2
+    assert "'^[a-z0-9][a-z0-9-]{1,39}$'" in refused.stderr, refused.stderr
     store = cli.json("store", "add", "-t", "huamei", "--code", "SH001", "--name", "上海来福士店",
                      "--city", "上海", "--province", "上海", "--type", "mall")
     assert store["code"] == "SH001"

@@ -19,9 +19,11 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from lianjie import jobs, migrate, wiring
@@ -334,7 +336,7 @@ def loyalty_programme(tenant: TenantOpt, set_file: SetFile = None) -> None:
             try:
                 doc = json.loads(set_file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                err.print(f"[red]invalid[/red] {set_file}: {exc}")
+                err.print(f"[red]invalid[/red] {set_file}: {escape(str(exc))}")
                 raise typer.Exit(2) from exc
             config = loyalty_programme_rules.save(session, merchant.id, doc)
         else:
@@ -400,7 +402,7 @@ def orders_import(file: Annotated[Path, typer.Argument(help="CSV export, optiona
                 make_session_factory(engine), merchant.id, file, spec, rejects=rejects,
                 on_total=lambda n: progress.update(task, total=n), advance=lambda n: progress.advance(task, n))
     except (LianjieError, ValueError) as exc:
-        err.print(f"[red]error[/red] {getattr(exc, 'message', exc)}")
+        err.print(f"[red]error[/red] {escape(str(getattr(exc, 'message', exc)))}")
         raise typer.Exit(1) from exc
     finally:
         engine.dispose()
@@ -436,7 +438,7 @@ def identity_find(tenant: TenantOpt,
     for item in identifier:
         type_, sep, value = item.partition("=")
         if not sep:
-            err.print(f"[red]invalid[/red] {item!r}: write type=value")
+            err.print(f"[red]invalid[/red] {escape(repr(item))}: write type=value")
             raise typer.Exit(2)
         wanted[type_] = value
     with unit_of_work() as session:
@@ -623,4 +625,10 @@ def _load_demo_orders(world_dir: Path, world: dict[str, Any], loads: list[demo_l
 
 
 def main() -> None:
-    app()
+    """The ``lianjie`` command; a database it cannot reach is one line on stderr and exit 1, not a traceback."""
+    try:
+        app()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        err.print(f"[red]cannot use the database[/red]: {escape(reason)} (LIANJIE_DATABASE_URL sets where it is)")
+        sys.exit(1)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -161,7 +162,7 @@ def clv_fit(transactions: Annotated[Path, typer.Argument(help="Purchases: the CD
         with err.status("fitting BG/NBD and Gamma-Gamma"):
             fit = clv.fit(purchases, end, check_end)
     except ValueError as exc:
-        err.print(f"[red]error[/red] {exc}")
+        err.print(f"[red]error[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if predictions is not None:
         _write_clv_predictions(predictions, clv.predict(fit, days))

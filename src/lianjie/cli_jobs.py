@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lianjie import jobs
@@ -33,7 +34,7 @@ def jobs_run(name: Annotated[str, typer.Argument(help="A job from `lianjie jobs 
              as_json: JsonFlag = False) -> None:
     """Run one job now, in this process (each is safe to run again at any time)."""
     if name not in jobs.JOBS:
-        err.print(f"[red]error[/red] no job {name!r}; jobs: {', '.join(jobs.JOBS)}")
+        err.print(f"[red]error[/red] no job {escape(repr(name))}; jobs: {', '.join(jobs.JOBS)}")
         raise typer.Exit(2)
     with err.status(f"running {name}"):
         result = jobs.run_job(name)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from lianjie.config import get_settings
@@ -39,7 +40,7 @@ def unit_of_work() -> Iterator[Session]:
             yield session
     except LianjieError as exc:
         where = f" ({exc.field})" if exc.field else ""
-        err.print(f"[red]error[/red] {exc.code}{where}: {exc.message}")
+        err.print(f"[red]error[/red] {exc.code}{escape(where)}: {escape(exc.message)}")
         raise typer.Exit(1) from exc
     finally:
         engine.dispose()
@@ -52,7 +53,7 @@ def build(model: type[M], **values: Any) -> M:
     except ValidationError as exc:
         for problem in exc.errors():
             field = ".".join(str(p) for p in problem["loc"]) or "input"
-            err.print(f"[red]invalid[/red] --{field.replace('_', '-')}: {problem['msg']}")
+            err.print(f"[red]invalid[/red] --{field.replace('_', '-')}: {escape(problem['msg'])}")
         raise typer.Exit(2) from exc
 
 
