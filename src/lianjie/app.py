@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -93,17 +93,23 @@ def serving_app() -> FastAPI:
     if settings.workers > 1 and settings.pin_workers:
         affinity.claim_core(settings.resolved_var_dir / "run" / "cores")
     app = create_app(settings)
-    app.router.lifespan_context = _serving_lifespan
+    app.router.lifespan_context = _warmed(app.router.lifespan_context)
     gc.set_threshold(_SERVING_GC_THRESHOLD, *gc.get_threshold()[1:])
     return app
 
 
-@asynccontextmanager
-async def _serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    await _warm_up(app)
-    gc.collect()
-    gc.freeze()
-    yield
+def _warmed(lifespan: Callable[[Any], AbstractAsyncContextManager[Any]]) -> Callable[[Any], Any]:
+    """The app's own lifespan (whatever it starts), then :func:`_warm_up` and ``gc.freeze``."""
+
+    @asynccontextmanager
+    async def warmed(app: FastAPI) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            await _warm_up(app)
+            gc.collect()
+            gc.freeze()
+            yield state
+
+    return warmed
 
 
 async def _warm_up(app: FastAPI) -> None:
