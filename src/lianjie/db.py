@@ -535,6 +535,11 @@ def json_text(value: Any) -> str:
     return _json_dumps(value)
 
 
+def json_value(stored: Any) -> Any:
+    """A JSON column's value as read by :func:`driver_execute`: SQLite gives its text, psycopg the value."""
+    return orjson.loads(stored) if isinstance(stored, str | bytes) else stored
+
+
 _SEQUENCES: dict[tuple[str, str], str] = {}
 
 

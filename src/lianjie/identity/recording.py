@@ -87,6 +87,11 @@ class Prepared:
     previous_id: str | None = None
     size: int = 0
 
+    @property
+    def stored_time(self) -> Any:
+        """The event time as its row stores it (the ``timestamp`` column, first of ``tail``'s times)."""
+        return self.tail[3]
+
 
 _EVENT_COLUMNS = ("tenant_id", "message_id", "type", "event", "profile_id", "user_id", "anonymous_id", "source",
                   "timestamp", "original_timestamp", "sent_at", "received_at", "payload", "pii_encrypted")
@@ -222,9 +227,10 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
         rows.append((*item.head, profile_id, *item.tail))
         if profile_id is not None:
             touch = touches.get(profile_id)
+            stored_time = item.stored_time
             if touch is None:
-                touch = touches[profile_id] = Touch(item.timestamp, item.timestamp)
-            touch.add(item.timestamp, item.traits, item.stamp)
+                touch = touches[profile_id] = Touch(stored_time, stored_time)
+            touch.add(stored_time, item.traits, item.stamp)
     # No ON CONFLICT: the messageIds were found new under the identity-graph lock, which every
     # writer of the merchant's events holds, and repeats within the batch were dropped above.
     values = "(" + ", ".join(["?"] * 12 + [json_param(session), "?"]) + ")"

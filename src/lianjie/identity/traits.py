@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
-from lianjie.db import driver_execute, is_sqlite, json_text, rows_by_key, time_binder
+from lianjie.db import driver_execute, is_sqlite, json_text, json_value, rows_by_key
 from lianjie.identity.models import Profile
 from lianjie.identity.pii import PII_TRAITS
 
@@ -29,22 +29,29 @@ def stamp(moment: dt.datetime) -> str:
 
 @dataclass(slots=True)
 class Touch:
-    """What one batch did to one base profile."""
+    """What one batch did to one base profile.
 
-    first: dt.datetime
-    last: dt.datetime
+    ``first`` and ``last`` are event times as the database stores them (SQLite's fixed-width text,
+    which compares like the times; PostgreSQL's datetimes), taken from the events' own rows, so the
+    writer holding the lock formats no time.
+    """
+
+    first: Any
+    last: Any
     count: int = 0
     traits: dict[str, list[Any]] = field(default_factory=dict)
 
-    def add(self, moment: dt.datetime, traits: Mapping[str, Any] | None, at: str | None = None) -> None:
-        """One more event at ``moment``; ``at`` is its :func:`stamp`, if the caller has it already."""
-        if moment < self.first:
-            self.first = moment
-        elif moment > self.last:
-            self.last = moment
+    def add(self, stored_time: Any, traits: Mapping[str, Any] | None, at: str | None) -> None:
+        """One more event at ``stored_time``; ``at`` is its :func:`stamp`, needed when it has traits."""
+        if stored_time < self.first:
+            self.first = stored_time
+        elif stored_time > self.last:
+            self.last = stored_time
         self.count += 1
         if traits:
-            merge_traits(self.traits, traits, at or stamp(moment))
+            if at is None:
+                raise ValueError("an event with traits needs its stamp")
+            merge_traits(self.traits, traits, at)
 
 
 def merge_traits(into: dict[str, list[Any]], traits: Mapping[str, Any], at: str) -> bool:
@@ -74,19 +81,18 @@ def apply_touches(session: Session, cipher: PiiCipher, touches: Mapping[int, Tou
     """
     if not touches:
         return
-    bind_time = time_binder(session)
     rows = rows_by_key(session, "SELECT id, first_seen_at, last_seen_at, event_count, traits, pii_traits_encrypted"
                                 " FROM profiles WHERE id {key}", (), list(touches), key_type="bigint")
     updates = []
     for profile_id, first, last, count, traits, pii_blob in rows:
         touch = touches[profile_id]
-        touch_first, touch_last = bind_time(touch.first), bind_time(touch.last)
+        touch_first, touch_last = touch.first, touch.last
         change: dict[str, Any] = {"id": profile_id, "first_seen_at": min(first, touch_first) if first else touch_first,
                                   "last_seen_at": max(last, touch_last) if last else touch_last,
                                   "event_count": count + touch.count}
         plain, personal = _split(touch.traits)
         if plain:
-            merged = dict((orjson.loads(traits) if isinstance(traits, str | bytes) else traits) or {})
+            merged = dict(json_value(traits) or {})
             if _fold(merged, plain):
                 change["traits"] = json_text(merged)
         if personal:

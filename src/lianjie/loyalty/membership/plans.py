@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lianjie.commerce.models import Product
-from lianjie.db import forget_cached, transaction_cache
+from lianjie.db import driver_execute, forget_cached, transaction_cache
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.loyalty.membership.models import MembershipPlan
 from lianjie.loyalty.membership.schemas import PlanIn, PlanOut, PlanUpdate
@@ -84,13 +84,15 @@ def facts(session: Session, tenant_id: int) -> Facts:
 
     Every order (and every imported till row) passes through the membership subscribers and the points
     multiplier; for a merchant without plans one cached lookup is all they cost. The cache lives in the
-    session for its current transaction only, and writing a plan drops it.
+    session for its current transaction only, and writing a plan drops it (and flushes). Read with
+    the driver: ingestion asks once per transaction under the write lock, where the ORM's statement
+    building cost several times the query.
     """
     cache = transaction_cache(session, _FACTS)
     if tenant_id not in cache:
-        rows = session.execute(select(MembershipPlan.sku, MembershipPlan.points_multiplier)
-                               .where(MembershipPlan.tenant_id == tenant_id)).all()
-        cache[tenant_id] = Facts(frozenset(r.sku for r in rows), any(r.points_multiplier != "1" for r in rows))
+        rows = driver_execute(session, "SELECT sku, points_multiplier FROM membership_plans WHERE tenant_id = ?",
+                              (tenant_id,)).all()
+        cache[tenant_id] = Facts(frozenset(sku for sku, _ in rows), any(m != "1" for _, m in rows))
     known: Facts = cache[tenant_id]
     return known
 
