@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Message, Scope
 
-from lianjie import __version__, affinity, wiring
+from lianjie import __version__, affinity, httpserver, wiring
 from lianjie.analytics.api import router as analytics_router
 from lianjie.audience.api import router as audience_router
 from lianjie.audience.segments.api import router as segments_router
@@ -87,11 +87,14 @@ def serving_app() -> FastAPI:
     Objects alive after start-up (modules, routes, the ORM's mappers) live as long as the process;
     ``gc.freeze`` takes them out of every later collection. Before it, the process serves itself
     one request (:func:`_warm_up`). A process of a server with several keeps to a CPU core of its
-    own (:mod:`lianjie.affinity`). Tests build apps with :func:`create_app` and keep Python's defaults.
+    own (:mod:`lianjie.affinity`) and holds its share of the connections (:mod:`lianjie.httpserver`).
+    Tests build apps with :func:`create_app` and keep Python's defaults.
     """
     settings = get_settings()
     if settings.workers > 1 and settings.pin_workers:
         affinity.claim_core(settings.resolved_var_dir / "run" / "cores")
+    if settings.workers > 1 and settings.balance_connections:
+        httpserver.balance_connections(settings.resolved_var_dir / "run" / "http", settings.workers)
     app = create_app(settings)
     app.router.lifespan_context = _warmed(app.router.lifespan_context)
     gc.set_threshold(_SERVING_GC_THRESHOLD, *gc.get_threshold()[1:])

@@ -6,14 +6,11 @@ object on stdout (keys included, once), so shell scripts and CI jobs can drive l
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
-import socket
 import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +21,6 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from lianjie import jobs, migrate, wiring
 from lianjie.app import serving_app
@@ -41,6 +37,7 @@ from lianjie.db import engine_from_settings, make_session_factory, utcnow
 from lianjie.demo import generate as demo_generate
 from lianjie.demo import load as demo_load
 from lianjie.errors import LianjieError
+from lianjie.httpserver import ServerHttpProtocol
 from lianjie.identity import merging
 from lianjie.identity import service as identity_service
 from lianjie.loyalty import programme as loyalty_programme_rules
@@ -134,35 +131,14 @@ def serve(host: Annotated[str | None, typer.Option(help="Default from LIANJIE_HO
             # default) and starts another; on a busy machine importing the app takes longer than
             # that, and the server restarted its workers forever without ever answering.
             uvicorn.run("lianjie.app:serving_app", factory=True, host=host or settings.host,
-                        port=port or settings.port, workers=processes, http=NoDelayHttpProtocol, loop="uvloop",
+                        port=port or settings.port, workers=processes, http=ServerHttpProtocol, loop="uvloop",
                         timeout_worker_healthcheck=_WORKER_START_SECONDS)
         else:
             uvicorn.run(serving_app(), host=host or settings.host, port=port or settings.port,
-                        http=NoDelayHttpProtocol, loop="uvloop")
+                        http=ServerHttpProtocol, loop="uvloop")
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)
-
-
-class NoDelayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol on httptools (llhttp, C), with Nagle's algorithm off on every connection.
-
-    httptools and uvloop are uvicorn's own fast path (``uvicorn[standard]``): with h11 (pure Python)
-    and asyncio's loop, reading a 40 KB tracking batch and answering it cost the server about as
-    much CPU as validating its messages.
-
-    asyncio turns it off only for sockets it knows to be TCP; a worker process of ``--workers N``
-    gets the listening socket handed over without its protocol number, so its connections kept
-    Nagle on, and each response's body (written after its headers) waited for the client's delayed
-    ACK: about 40 ms a request.
-    """
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
 
 
 # ---- tenants ---------------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, description="Server processes for `lianjie serve`.")
     pin_workers: bool = Field(
         default=True, description="With several server processes, keep each on a CPU core of its own (Linux).")
+    balance_connections: bool = Field(
+        default=True, description="With several server processes, keep keep-alive connections evenly spread over "
+                                  "them: a process holding two more than another closes one after its response.")
     warehouse_url: str | None = Field(
         default=None, description="duckdb:///path or spark://local[N][/dir]; default: var_dir/warehouse.duckdb.")
     jobs_enabled: bool = Field(default=True, description="Run the background jobs inside `lianjie serve`.")
