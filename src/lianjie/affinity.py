@@ -45,17 +45,27 @@ def claim_core(lock_dir: Path) -> int | None:
     if not can_pin():
         return None
     lock_dir.mkdir(parents=True, exist_ok=True)
-    for cpu in sorted(os.sched_getaffinity(0)):
-        fd = os.open(lock_dir / f"cpu{cpu}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    claimed = first_free(lock_dir, {cpu: f"cpu{cpu}.lock" for cpu in sorted(os.sched_getaffinity(0))})
+    if claimed is None:
+        return None
+    cpu, fd = claimed
+    _held.append(fd)
+    _pin_every_thread(cpu)
+    log.info("server process %d keeps to CPU %d", os.getpid(), cpu)
+    return cpu
+
+
+def first_free(lock_dir: Path, names: dict[int, str]) -> tuple[int, int] | None:
+    """Lock the first of ``names`` (files in ``lock_dir``, by key) that no other process holds; its key
+    and the open descriptor that holds the lock until it is closed or the process ends."""
+    for key, name in names.items():
+        fd = os.open(lock_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             continue
-        _held.append(fd)
-        _pin_every_thread(cpu)
-        log.info("server process %d keeps to CPU %d", os.getpid(), cpu)
-        return cpu
+        return key, fd
     return None
 
 

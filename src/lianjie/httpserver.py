@@ -27,6 +27,8 @@ from pathlib import Path
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lianjie import affinity
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX: connections are not balanced
@@ -64,15 +66,10 @@ class ConnectionShares:
 
     @staticmethod
     def _claim(run_dir: Path, processes: int) -> tuple[int, int]:
-        for slot in range(processes):
-            fd = os.open(run_dir / f"slot{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue
-            return slot, fd
-        raise OSError(f"all {processes} connection slots under {run_dir} are held by other processes")
+        claimed = affinity.first_free(run_dir, {slot: f"slot{slot}.lock" for slot in range(processes)})
+        if claimed is None:
+            raise OSError(f"all {processes} connection slots under {run_dir} are held by other processes")
+        return claimed
 
     def opened(self) -> None:
         self._counts[self.slot] += 1
