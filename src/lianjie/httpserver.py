@@ -51,7 +51,6 @@ class ConnectionShares:
         if fcntl is None:
             raise OSError("connection shares need POSIX file locks")
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.processes = processes
         self.slot, self._lock_fd = self._claim(run_dir, processes)
         fd = os.open(run_dir / "connections", os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -13,11 +13,10 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lianjie.db import driver_execute, time_binder, utcnow
+from lianjie.db import driver_execute, json_value, time_binder, utcnow
 from lianjie.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from lianjie.tenants.models import ApiKey, ApiKeyKind
 from lianjie.tenants.schemas import ApiKeyCreate
@@ -149,7 +148,7 @@ def authenticate(session: Session, secret: str, kind: ApiKeyKind) -> Caller:
         raise Unauthenticated("this is an admin key: send events with a write key", code="wrong_key_kind")
     # Compared in the driver's form: SQLite's fixed-width time text orders as the times do.
     stale = row.last_used_at is None or row.last_used_at < time_binder(session)(utcnow() - _LAST_USED_RESOLUTION)
-    scopes = orjson.loads(row.scopes) if isinstance(row.scopes, str | bytes) else row.scopes
+    scopes = json_value(row.scopes)
     return Caller(tenant_id=row.tenant_id, key_id=row.id, kind=ApiKeyKind(row.kind),
                   scopes=frozenset(scopes or ()), source=row.source, usage_stale=stale)
 
