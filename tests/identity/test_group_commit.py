@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from lianjie.db import create_db_engine, make_session_factory, stores_times_as_t
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig, load_config
 from lianjie.identity.models import Event, Identifier
+from lianjie.identity.resolution import lock_identity_graph
 from lianjie.ingest import commit
 from lianjie.ingest.commit import GroupCommit, Stored
 from lianjie.ingest.service import check_messages
@@ -124,3 +125,59 @@ def test_a_retry_racing_its_first_attempt_is_stored_once(store: Store) -> None:
     assert (again.accepted, again.duplicates) == (0, 50)
     with transaction(factory) as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 100
+
+
+class _GroupsSeen(GroupCommit):
+    """A committer that records which merchants' batches each of its transactions wrote."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        super().__init__(factory)
+        self.groups: list[list[int]] = []
+
+    def _write(self, group: list[commit._Pending]) -> list[Stored]:
+        results = super()._write(group)
+        self.groups.append([pending.source.tenant_id for pending in group])
+        return results
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_batches_queued_while_the_leader_awaits_the_lock_join_it_if_the_merchant_is_locked(store: Store) -> None:
+    """Another writer holds the merchant's lock (SQLite's write lock, PostgreSQL's identity-graph
+    lock) while a leader waits for it; a batch of the same merchant queued meanwhile is written in the
+    leader's transaction, one of another merchant waits for the next."""
+    engine, factory, tenant_id = store
+    with transaction(factory, write=True) as session:
+        other_id = make_merchant(session, slug="qita", name="其他").id
+    with transaction(factory) as session:
+        configs = {tenant_id: load_config(session, tenant_id), other_id: load_config(session, other_id)}
+    committer = _GroupsSeen(factory)
+    results: dict[str, Stored] = {}
+
+    def send(name: str, merchant: int) -> threading.Thread:
+        batch = _batch(factory, merchant, configs[merchant], name)
+        thread = threading.Thread(target=lambda: results.update(
+            {name: committer.store(configs[merchant], recording.Source(merchant, "web"), batch)}))
+        thread.start()
+        return thread
+
+    with transaction(factory, write=True) as outside:
+        lock_identity_graph(outside, tenant_id)
+        threads = [send("first", tenant_id)]
+        _wait_for(lambda: committer._leader.locked() and not committer._queue)  # the leader took its group
+        threads += [send("same", tenant_id), send("other", other_id)]
+        _wait_for(lambda: len(committer._queue) == 2)
+        time.sleep(0.05)
+        assert not results  # nothing is written while the outside writer holds the lock
+    for thread in threads:
+        thread.join(60)
+    assert committer.groups == [[tenant_id, tenant_id], [other_id]]
+    assert {name: (r.accepted, r.duplicates) for name, r in results.items()} == {
+        "first": (50, 0), "same": (50, 0), "other": (50, 0)}
+    with transaction(factory) as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 150

