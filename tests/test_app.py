@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from lianjie import migrate
 from lianjie.app import create_app
 from lianjie.config import Settings
 from lianjie.db import create_db_engine, make_session_factory, transaction
+from lianjie.http import DbSession, is_retryable
+from lianjie.tenants.models import Merchant
 from tests.factories import bearer, make_admin_key, make_merchant
 
 
@@ -50,3 +58,100 @@ def test_a_database_locked_past_its_busy_timeout_is_a_503_to_retry_not_a_500(tmp
     assert busy.headers["Retry-After"] == "1"
     assert busy.json()["error"]["code"] == "busy"
     assert retried.status_code == 201, retried.text
+
+
+def test_unknown_routes_and_wrong_methods_answer_in_the_error_format(client: TestClient) -> None:
+    missing = client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert "/api/v1/nothing-here" in missing.json()["error"]["message"]
+    wrong = client.put("/api/v1/stores")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong.headers["Allow"]
+    assert "POST" in wrong.headers["Allow"]
+    tracking = client.get("/v1/batch")
+    assert tracking.status_code == 405
+    assert tracking.json()["code"] == "method_not_allowed"  # /v1: also at the top, for Segment's clients
+    assert tracking.json()["message"] == tracking.json()["error"]["message"]
+
+
+def test_tracking_errors_carry_code_and_message_at_the_top(client: TestClient) -> None:
+    unauthenticated = client.post("/v1/track", json={"userId": "u1", "event": "X"})
+    assert unauthenticated.status_code == 401
+    body = unauthenticated.json()
+    assert body["code"] == body["error"]["code"] == "missing_api_key"
+    assert body["message"] == body["error"]["message"]
+    malformed = client.post("/v1/batch", content=b"{not json", headers={"Authorization": "Basic eDo="})
+    assert malformed.status_code == 400
+    assert malformed.json()["code"] == "invalid"
+
+
+def _app_with_a_bug(session_factory: Any) -> Any:
+    """The real app plus two routes that fail the way bugs do: a Python error, a constraint violated."""
+    app = create_app(Settings(), session_factory=session_factory)
+
+    @app.get("/test/python-bug")
+    def python_bug() -> None:
+        raise ZeroDivisionError("a bug")
+
+    @app.post("/test/integrity-bug")
+    def integrity_bug(session: DbSession) -> None:
+        # Two merchants with one slug: nothing a client sent, so it is our bug, not a 409.
+        session.add_all([Merchant(slug="twin", name="a"), Merchant(slug="twin", name="b")])
+        session.flush()
+
+    return app
+
+
+def test_a_bug_is_a_500_naming_the_request_id_under_which_the_traceback_is_logged(
+        session_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with TestClient(_app_with_a_bug(session_factory)) as client:
+        caplog.set_level(logging.ERROR, logger="lianjie.http")
+        for method, path in (("GET", "/test/python-bug"), ("POST", "/test/integrity-bug")):
+            response = client.request(method, path, headers={"X-Request-Id": f"till-7-{method}"})
+            assert response.status_code == 500, response.text
+            error = response.json()["error"]
+            assert error["code"] == "internal"
+            assert error["request_id"] == f"till-7-{method}" == response.headers["X-Request-Id"]
+            record = next(r for r in caplog.records if f"till-7-{method}" in r.getMessage())
+            assert record.exc_info is not None  # the traceback is in the log, not in the body
+            assert "Traceback" not in response.text
+        fresh = client.get("/test/python-bug", headers={"X-Request-Id": "not a sane id \x7f"})
+        assert len(fresh.json()["error"]["request_id"]) == 32  # a made-up header is replaced by our own id
+
+
+def test_only_busy_or_lost_databases_are_retryable(engine: Engine) -> None:
+    """Real errors from the real engines: a lock that stays taken is a 503; a broken rule is not."""
+    with engine.connect() as holder, engine.connect() as waiter:
+        holder.begin()
+        merchant_id = holder.execute(text("INSERT INTO merchants (slug, name, currency, timezone, created_at, "
+                                          "updated_at) VALUES ('lock', 'x', 'CNY', 'UTC', :t, :t) RETURNING id"),
+                                     {"t": dt.datetime(2026, 1, 1)}).scalar_one()
+        holder.commit()
+        holder.begin()
+        holder.execute(text("UPDATE merchants SET name = 'y' WHERE id = :i"), {"i": merchant_id})
+        waiter.begin()
+        if engine.dialect.name == "postgresql":
+            waiter.execute(text("SET LOCAL lock_timeout = '50ms'"))
+        else:
+            waiter.exec_driver_sql("PRAGMA busy_timeout = 50")
+        with pytest.raises(DBAPIError) as locked:
+            waiter.execute(text("UPDATE merchants SET name = 'z' WHERE id = :i"), {"i": merchant_id})
+        assert is_retryable(locked.value)
+        waiter.rollback()
+        holder.rollback()
+        waiter.begin()
+        with pytest.raises(DBAPIError) as duplicate:
+            waiter.execute(text("INSERT INTO merchants (slug, name, currency, timezone, created_at, updated_at) "
+                                "VALUES ('lock', 'x', 'CNY', 'UTC', :t, :t)"), {"t": dt.datetime(2026, 1, 1)})
+        assert not is_retryable(duplicate.value)
+        waiter.rollback()
+        waiter.begin()
+        with pytest.raises(DBAPIError) as bad_sql:
+            waiter.execute(text("SELECT no_such_column FROM merchants"))
+        assert not is_retryable(bad_sql.value)
+        waiter.rollback()
+        holder.begin()
+        holder.execute(text("DELETE FROM merchants WHERE id = :i"), {"i": merchant_id})
+        holder.commit()

@@ -52,6 +52,16 @@ def test_a_script_sets_up_a_merchant(cli: Cli, database_url: str | None) -> None
     assert key["key"] not in json.dumps(listed)
     assert cli.json("apikey", "revoke", "-t", "huamei", str(key["id"]))["revoked_at"]
     assert [s["code"] for s in cli.json("store", "list", "-t", "huamei")["stores"]] == ["SH001"]
+    # The last '*' key stays, from the CLI too; the audit log says who did what from where.
+    owner = cli.json("apikey", "create", "-t", "huamei", "--kind", "admin", "--scope", "*")
+    refused = cli.run("apikey", "revoke", "-t", "huamei", str(owner["id"]), ok=False)
+    assert refused.returncode == 1
+    assert "last_full_key" in refused.stderr, refused.stderr
+    log = cli.json("audit", "list", "-t", "huamei", "--action", "apikey.")
+    assert [(e["action"], e["target"]) for e in log["entries"]] == [
+        ("apikey.create", f"api_key:{owner['id']}"), ("apikey.revoke", f"api_key:{key['id']}"),
+        ("apikey.create", f"api_key:{write['id']}"), ("apikey.create", f"api_key:{key['id']}")]
+    assert all(e["actor"].startswith("cli:") for e in log["entries"])
 
 
 def test_cli_errors_are_clear_and_change_nothing(cli: Cli) -> None:

@@ -43,6 +43,7 @@ from lianjie.identity import service as identity_service
 from lianjie.loyalty import programme as loyalty_programme_rules
 from lianjie.loyalty import tiers as loyalty_tiers
 from lianjie.tenants import keys, service
+from lianjie.tenants.cli import audit_app
 from lianjie.tenants.models import ApiKeyKind, Merchant, StaffRole, StoreType
 from lianjie.tenants.schemas import (
     ApiKeyCreate,
@@ -72,7 +73,7 @@ for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (store_app, "store"), 
                   (identity_app, "identity"), (loyalty_app, "loyalty"), (coupons_app, "coupons"),
                   (membership_app, "membership"), (coalition_app, "coalition"), (clv_app, "clv"), (jobs_app, "jobs"),
                   (warehouse_app, "warehouse"), (traits_app, "traits"), (segments_app, "segments"),
-                  (demo_app, "demo")):
+                  (demo_app, "demo"), (audit_app, "audit")):
     app.add_typer(sub, name=name)
 
 
@@ -258,8 +259,8 @@ def apikey_list(tenant: TenantOpt, include_revoked: bool = False, as_json: JsonF
     """List a merchant's API keys (never their secrets)."""
     with unit_of_work() as session:
         merchant = service.get_merchant(session, tenant)
-        rows = [ApiKeyOut.model_validate(k)
-                for k in keys.list_api_keys(session, merchant.id, include_revoked=include_revoked)]
+        found, _ = keys.list_api_keys(session, merchant.id, include_revoked=include_revoked, limit=10**9)
+        rows = [ApiKeyOut.model_validate(k) for k in found]
     table = Table("id", "kind", "name", "prefix", "source/scopes", "revoked")
     for k in rows:
         table.add_row(str(k.id), k.kind, k.name, k.prefix + "…", k.source or ",".join(k.scopes),

@@ -6,6 +6,7 @@ without importing the application's command tree.
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from lianjie.config import get_settings
 from lianjie.db import engine_from_settings, make_session_factory, transaction
 from lianjie.errors import LianjieError
+from lianjie.tenants import audit
 
 console = Console()
 err = Console(stderr=True)
@@ -37,6 +39,7 @@ def unit_of_work() -> Iterator[Session]:
     engine = engine_from_settings(get_settings())
     try:
         with transaction(make_session_factory(engine), write=True) as session:
+            audit.act_as(session, f"cli:{_os_user()}")
             yield session
     except LianjieError as exc:
         where = f" ({exc.field})" if exc.field else ""
@@ -44,6 +47,14 @@ def unit_of_work() -> Iterator[Session]:
         raise typer.Exit(1) from exc
     finally:
         engine.dispose()
+
+
+def _os_user() -> str:
+    """Who runs the command, for the audit log (``unknown`` where the OS cannot say)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def build(model: type[M], **values: Any) -> M:

@@ -1,19 +1,32 @@
-"""HTTP plumbing shared by every router: the request's database session and error rendering."""
+"""HTTP plumbing shared by every router: the request's database session, request ids and error rendering.
+
+Every failure leaves as ``{"error": {"code", "message", "field"?, "details"?}}``; on the tracking API
+(``/v1/*``) the body also carries ``code`` and ``message`` at the top, where Segment's clients read
+them. What a failure is decides its status: the client's mistake is a 4xx (a domain error, a
+validation error, an unknown route), a database that stays locked or conflicting is a 503 to retry,
+and anything else is a bug: a 500 whose body gives the request id under which the traceback is logged.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
+import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lianjie.db import transaction, writer_turn
-from lianjie.errors import Conflict, LianjieError, ServiceBusy
+from lianjie.errors import LianjieError, ServiceBusy
 
 log = logging.getLogger(__name__)
 
@@ -53,41 +66,146 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _render(error: LianjieError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+def request_id(request: Request) -> str:
+    """The id :class:`RequestIds` gave this request (also sent back as ``X-Request-Id``)."""
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def _body(path: str, error: dict[str, Any]) -> dict[str, Any]:
+    """The error body; the tracking API's also has ``code`` and ``message`` at the top (Segment clients)."""
+    if path.startswith("/v1/"):
+        return {"success": False, "code": error["code"], "message": error["message"], "error": error}
+    return {"error": error}
+
+
+def error_response(path: str, error: LianjieError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """How every domain error leaves the server."""
+    if error.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     if error.status_code == 503:
-        headers = {"Retry-After": "1"}
-    return JSONResponse({"error": error.to_dict()}, status_code=error.status_code, headers=headers)
+        headers = {"Retry-After": "1", **(headers or {})}
+    return JSONResponse(_body(path, error.to_dict()), status_code=error.status_code, headers=headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid", 413: "too_large"}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """One place turns every failure into ``{"error": {"code", "message", "field"?}}``."""
+    app.add_middleware(RequestIds)
 
     @app.exception_handler(LianjieError)
-    async def _domain(_: Request, exc: LianjieError) -> JSONResponse:
-        return _render(exc)
+    async def _domain(request: Request, exc: LianjieError) -> JSONResponse:
+        return error_response(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [{"field": _field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
                     for e in exc.errors()]
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
         message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-        body = {"error": {"code": "invalid", "message": message, "field": first["field"],
-                          "details": {"errors": problems}}}
-        return JSONResponse(body, status_code=422)
+        error = {"code": "invalid", "message": message, "field": first["field"], "details": {"errors": problems}}
+        return JSONResponse(_body(request.url.path, error), status_code=422)
 
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
-        # A race between two identical creates lands here; the client may simply retry.
-        log.info("integrity error: %s", exc.orig)
-        return _render(Conflict("the request conflicts with data stored meanwhile; retry it",
-                                    code="conflict_retry"))
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Routing's own answers: no such route (404), a route without this method (405).
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"no route {request.method} {request.url.path}; see /docs"
+        elif exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+            return JSONResponse(_body(request.url.path, {"code": code, "message": message}), status_code=405,
+                                headers={"Allow": allowed})
+        else:
+            message = str(exc.detail)
+        return JSONResponse(_body(request.url.path, {"code": code, "message": message}),
+                            status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(OperationalError)
-    async def _busy(_: Request, exc: OperationalError) -> JSONResponse:
-        # SQLite still locked after its busy timeout, a PostgreSQL lock or statement timeout, a
-        # dropped connection: nothing the client sent is wrong and nothing was committed, so it is a
-        # 503 the client retries (SDKs do), not a 500.
-        log.warning("database unavailable: %s", exc.orig)
-        return _render(ServiceBusy("the database is busy; retry the same request"))
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's own 405 names only the first route's)."""
+    routes = request.app.router.routes
+    return ", ".join(m for m in _METHODS
+                     if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes))
+
+
+# PostgreSQL's SQLSTATEs for "try again": serialization failure, deadlock, lock or statement timeout
+# (lock_timeout, statement_timeout), and the connection classes (server gone, connection lost).
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
+_SQLITE_BUSY = frozenset({getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCKED", 6)})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """Whether a database error means "busy or unreachable, send the same request again" (a 503).
+
+    Only a lock that stayed taken (SQLite's busy timeout, PostgreSQL's lock or statement timeout), a
+    deadlock, a serialization failure or a lost connection is. Everything else (a constraint violated,
+    a value that does not fit, SQL that does not parse) is a bug that retrying would not mend.
+    """
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_BUSY
+        return "locked" in str(orig)
+    # psycopg reports a connection it could not open or lost without a SQLSTATE.
+    return type(orig).__name__ == "OperationalError" and orig.__class__.__module__.startswith("psycopg")
+
+
+class RequestIds:
+    """Gives every request an id (the client's ``X-Request-Id`` if it sent a sane one) and turns an
+    unhandled failure into a JSON 5xx that names it, with the traceback logged under the same id.
+
+    Pure ASGI (no ``BaseHTTPMiddleware``): the tracking API's requests pass through here too, and
+    must not pay for a second task per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-request-id"), "")
+        rid = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started:
+                raise
+            response = self._failure(scope, rid, exc)
+            await response(scope, receive, send_with_id)
+
+    @staticmethod
+    def _failure(scope: Scope, rid: str, exc: Exception) -> JSONResponse:
+        path = str(scope.get("path", ""))
+        if isinstance(exc, DBAPIError) and is_retryable(exc):
+            log.warning("database busy or unreachable (request %s): %s", rid, exc.orig)
+            return error_response(path, ServiceBusy("the database is busy; retry the same request"))
+        log.error("unexpected error in %s %s (request %s)", scope.get("method"), path, rid, exc_info=exc)
+        error = {"code": "internal", "message": f"an unexpected error; it is logged under request id {rid}",
+                 "request_id": rid}
+        return JSONResponse(_body(path, error), status_code=500)

@@ -36,7 +36,7 @@ def test_world_loads_completely_and_reloads_as_a_no_op(db: Session, tiny_world: 
         assert {s.code for s in stores} == {s["code"] for s in spec["stores"]}
         _, total_staff = service.list_staff(db, loaded.tenant_id, limit=500)
         assert total_staff == len(spec["staff"])
-        writes = {k.source for k in keys.list_api_keys(db, loaded.tenant_id) if k.kind == "write"}
+        writes = {k.source for k in keys.list_api_keys(db, loaded.tenant_id)[0] if k.kind == "write"}
         assert writes == set(spec["sources"])
     second = [load.load_merchant(db, spec) for spec in world["merchants"]]
     assert not any(m.created or m.keys for m in second)

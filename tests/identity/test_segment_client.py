@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from segment.analytics import Client
+from segment.analytics.request import APIError
 
 from tests.processes import Cli, http_get, server
 
@@ -81,3 +82,12 @@ def test_resending_the_same_messages_stores_nothing_twice(running: Any) -> None:
     assert errors == []
     person = _api(base, admin, "/api/v1/profiles?user_id=U1")["items"][0]
     assert person["event_count"] == 3
+
+
+def test_the_official_client_reads_our_error_bodies(running: Any) -> None:
+    """Segment's client reads ``code`` and ``message`` at the top of an error body (it raised KeyError)."""
+    base, _, _ = running
+    with pytest.raises(APIError) as raised:  # in sync mode the client raises what it read
+        _client(base, "ljw_not-a-real-key", []).track(user_id="M00042", event="Product Viewed")
+    assert (raised.value.status, raised.value.code) == (401, "invalid_api_key")
+    assert "API key" in raised.value.message

@@ -30,6 +30,7 @@ ENDPOINTS = [
     Endpoint("GET", "/api/v1/api-keys", "apikeys:read"),
     Endpoint("POST", "/api/v1/api-keys", "apikeys:write", {"kind": "write", "name": "till", "source": "pos"}),
     Endpoint("DELETE", "/api/v1/api-keys/{other_key}", "apikeys:write", route="/api/v1/api-keys/{key_id}"),
+    Endpoint("GET", "/api/v1/audit", "audit:read"),
 ]
 ROUTE_IDS = [e.id for e in ENDPOINTS]
 
@@ -40,7 +41,8 @@ def world(db: Session) -> dict[str, Any]:
     a, b = make_merchant(db, "huamei"), make_merchant(db, "yuedong", "悦动运动")
     make_guide(db, a, make_store(db, a, "SH001"))
     full_a = make_admin_key(db, a)
-    other_key_id = keys.list_api_keys(db, a.id)[0].id
+    make_write_key(db, a, "crm")  # "other_key": the key the DELETE endpoint revokes
+    other_key_id = keys.list_api_keys(db, a.id)[0][-1].id
     db.commit()
     return {"a": a, "b": b, "full_a": full_a, "full_b": make_admin_key(db, b), "other_key": other_key_id,
             "write_a": make_write_key(db, a)}
@@ -60,7 +62,7 @@ def test_every_endpoint_refuses_missing_wrong_and_revoked_keys(client: TestClien
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "invalid_api_key"
     revoked_secret = make_admin_key(db, world["a"])
-    revoked_id = max(k.id for k in keys.list_api_keys(db, world["a"].id))
+    revoked_id = max(k.id for k in keys.list_api_keys(db, world["a"].id)[0])
     keys.revoke_api_key(db, world["a"].id, revoked_id)
     db.commit()
     assert call(client, endpoint, revoked_secret, world).status_code == 401
@@ -100,7 +102,7 @@ def test_another_merchants_key_never_reaches_merchant_a(client: TestClient, db: 
     assert client.get("/api/v1/staff/G001", headers=a_headers).json()["name"] == "王芳"
     assert client.get("/api/v1/staff", headers=a_headers).json()["total"] == 1
     assert any(k["id"] == world["other_key"] and k["revoked_at"] is None
-               for k in client.get("/api/v1/api-keys", headers=a_headers).json())
+               for k in client.get("/api/v1/api-keys", headers=a_headers).json()["items"])
     # And B sees only B.
     b_headers = bearer(world["full_b"])
     assert client.get("/api/v1/merchant", headers=b_headers).json()["slug"] == "yuedong"

@@ -146,9 +146,9 @@ async def _handle(request: Request, implied_type: str | None, authorization: str
         where = f"message {first['index']}" + (f", field {first['field']}" if first["field"] else "")
         message = f"{where}: {first['message']}" if implied_type is None else \
             f"{first['field'] or 'body'}: {first['message']}"
-        return JSONResponse({"success": False, "error": {"code": "invalid", "message": message,
-                                                         "field": first["field"], "rejected": rejected}},
-                            status_code=400)
+        return JSONResponse({"success": False, "code": "invalid", "message": message,
+                             "error": {"code": "invalid", "message": message, "field": first["field"],
+                                       "rejected": rejected}}, status_code=400)
     payload: dict[str, Any] = {"success": True}
     if implied_type is None:
         payload |= {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from lianjie.http import DbSession, RowId
-from lianjie.pagination import MAX_LIMIT, Page
-from lianjie.tenants import keys, service
+from lianjie.pagination import Limit, Offset, Page
+from lianjie.tenants import audit, keys, service
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
 from lianjie.tenants.models import StaffRole, StaffStatus, StoreStatus, StoreType
@@ -16,6 +16,7 @@ from lianjie.tenants.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
+    AuditEntryOut,
     MerchantOut,
     MerchantUpdate,
     StaffCreate,
@@ -25,10 +26,9 @@ from lianjie.tenants.schemas import (
     StoreOut,
     StoreUpdate,
 )
+from lianjie.validation import AwareTime
 
 router = APIRouter(prefix="/api/v1")
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def _created_or_replayed(response: Response, created: bool) -> None:
@@ -111,9 +111,10 @@ def update_staff(staff_no: str, body: StaffUpdate, session: DbSession,
 
 @router.get("/api-keys", tags=["api keys"])
 def list_api_keys(session: DbSession, caller: Annotated[Caller, RequireScope("apikeys:read")],
-                  include_revoked: bool = False) -> list[ApiKeyOut]:
-    rows = keys.list_api_keys(session, caller.tenant_id, include_revoked=include_revoked)
-    return [ApiKeyOut.model_validate(r) for r in rows]
+                  include_revoked: bool = False, limit: Limit = 100, offset: Offset = 0) -> Page[ApiKeyOut]:
+    rows, total = keys.list_api_keys(session, caller.tenant_id, include_revoked=include_revoked, limit=limit,
+                                     offset=offset)
+    return Page(items=[ApiKeyOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("/api-keys", tags=["api keys"], status_code=201)
@@ -126,4 +127,17 @@ def create_api_key(body: ApiKeyCreate, session: DbSession,
 @router.delete("/api-keys/{key_id}", tags=["api keys"])
 def revoke_api_key(key_id: RowId, session: DbSession,
                    caller: Annotated[Caller, RequireScope("apikeys:write")]) -> ApiKeyOut:
-    return ApiKeyOut.model_validate(keys.revoke_api_key(session, caller.tenant_id, key_id))
+    """Revoke a key whose scopes this key holds itself; the last ``*`` key stays (409 ``last_full_key``)."""
+    return ApiKeyOut.model_validate(keys.revoke_api_key(session, caller.tenant_id, key_id, revoked_by=caller.scopes))
+
+
+@router.get("/audit", tags=["audit"], summary="The audit log of admin writes, newest first")
+def list_audit(session: DbSession, caller: Annotated[Caller, RequireScope("audit:read")],
+               action: Annotated[str | None, Query(max_length=64, description="A prefix: `apikey.`")] = None,
+               actor: Annotated[str | None, Query(max_length=120)] = None,
+               target: Annotated[str | None, Query(max_length=200)] = None,
+               since: AwareTime | None = None, until: AwareTime | None = None,
+               limit: Limit = 100, offset: Offset = 0) -> Page[AuditEntryOut]:
+    rows, total = audit.list_entries(session, caller.tenant_id, action=action, actor=actor, target=target,
+                                     since=since, until=until, limit=limit, offset=offset)
+    return Page(items=[AuditEntryOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from lianjie.db import transaction
 from lianjie.errors import Forbidden, Unauthenticated
-from lianjie.http import READ_METHODS, DbSession
+from lianjie.http import READ_METHODS, DbSession, request_id
+from lianjie.tenants import audit
 from lianjie.tenants.keys import Caller, authenticate, record_use
 from lianjie.tenants.models import ApiKeyKind
 
@@ -50,6 +51,7 @@ def RequireScope(scope: str) -> Any:  # noqa: N802 - reads as a type in signatur
                             details={"required": scope})
         if caller.usage_stale:
             _record_use(request, session, caller)
+        audit.act_as(session, f"key:{caller.key_id}", request_id=request_id(request))
         return caller
 
     return Depends(dependency)

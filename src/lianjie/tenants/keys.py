@@ -17,8 +17,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lianjie.db import driver_execute, json_value, time_binder, utcnow
-from lianjie.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
-from lianjie.tenants.models import ApiKey, ApiKeyKind
+from lianjie.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from lianjie.pagination import paginate
+from lianjie.tenants import audit
+from lianjie.tenants.models import ApiKey, ApiKeyKind, Merchant
 from lianjie.tenants.schemas import ApiKeyCreate
 
 ALL = "*"
@@ -34,6 +36,7 @@ RESOURCES = {
     "loyalty": "points, tiers and memberships",
     "coupons": "coupons",
     "coalition": "coalition points: cards, earning and redeeming at partners, settlement",
+    "audit": "the audit log of admin writes",
     "audiences": "segments and exports",
     "campaigns": "campaigns",
     "analytics": "KPIs and reports",
@@ -97,7 +100,7 @@ def create_api_key(session: Session, tenant_id: int, data: ApiKeyCreate,
     """
     scopes = _validate_scopes(data.kind, data.scopes)
     if granted_by is not None:
-        beyond = [s for s in scopes if not (ALL in granted_by if s == ALL else scope_allows(granted_by, s))]
+        beyond = [s for s in scopes if not holds_every_scope(granted_by, [s])]
         if beyond:
             raise Forbidden(f"a key cannot grant scopes it does not hold: {', '.join(beyond)}",
                             code="scope_escalation", field="scopes")
@@ -110,25 +113,64 @@ def create_api_key(session: Session, tenant_id: int, data: ApiKeyCreate,
                  scopes=scopes, prefix=secret[:_SHOWN_PREFIX_LEN], secret_hash=hash_secret(secret))
     session.add(key)
     session.flush()
+    audit.record(session, tenant_id, "apikey.create", f"api_key:{key.id}", after=_audited(key))
     return key, secret
 
 
-def list_api_keys(session: Session, tenant_id: int, *, include_revoked: bool = False) -> Sequence[ApiKey]:
+def _audited(key: ApiKey) -> dict[str, object]:
+    """What the audit log keeps of a key: never its secret or hash."""
+    return {"id": key.id, "kind": key.kind, "name": key.name, "source": key.source, "scopes": list(key.scopes),
+            "prefix": key.prefix, "revoked_at": key.revoked_at}
+
+
+def list_api_keys(session: Session, tenant_id: int, *, include_revoked: bool = False, limit: int = 100,
+                  offset: int = 0) -> tuple[Sequence[ApiKey], int]:
+    """One page of the merchant's keys, oldest first, and how many there are."""
     query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
-    return session.scalars(query.order_by(ApiKey.id)).all()
+    return paginate(session, query.order_by(ApiKey.id), limit, offset)
 
 
-def revoke_api_key(session: Session, tenant_id: int, key_id: int) -> ApiKey:
-    """Revoke a key; revoking it again keeps the first revocation time (safe to retry)."""
+def holds_every_scope(granted: frozenset[str], scopes: Iterable[str]) -> bool:
+    """Whether a key holding ``granted`` holds each of ``scopes`` itself (``*`` only if it holds ``*``)."""
+    return all(ALL in granted if s == ALL else scope_allows(granted, s) for s in scopes)
+
+
+def revoke_api_key(session: Session, tenant_id: int, key_id: int, *,
+                   revoked_by: frozenset[str] | None = None) -> ApiKey:
+    """Revoke a key; revoking it again keeps the first revocation time (safe to retry).
+
+    ``revoked_by`` is the scope set of the admin key asking (None for the CLI): a key may revoke
+    only a key whose scopes it holds itself, so a ``apikeys:write`` key cannot lock out the owner's
+    ``*`` key. The merchant's last live ``*`` admin key is never revoked (409 ``last_full_key``):
+    without one nobody could manage keys over the API any more. The merchant's row is locked first,
+    so two requests revoking the last two ``*`` keys at once cannot both succeed.
+    """
+    session.scalar(select(Merchant.id).where(Merchant.id == tenant_id).with_for_update())
     key = session.scalar(select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id))
     if key is None:
         raise NotFound(f"no API key {key_id}", code="apikey_not_found")
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
-        session.flush()
+    if key.revoked_at is not None:
+        return key
+    if revoked_by is not None and not holds_every_scope(revoked_by, key.scopes):
+        beyond = sorted(s for s in key.scopes if not holds_every_scope(revoked_by, [s]))
+        raise Forbidden(f"a key cannot revoke a key with scopes it does not hold: {', '.join(beyond)}",
+                        code="scope_escalation", details={"scopes": beyond})
+    if key.kind == ApiKeyKind.ADMIN and ALL in key.scopes and _live_full_keys(session, tenant_id) <= 1:
+        raise Conflict("this is the merchant's last admin key with '*'; create another one before revoking it",
+                       code="last_full_key")
+    before = _audited(key)
+    key.revoked_at = utcnow()
+    session.flush()
+    audit.record(session, tenant_id, "apikey.revoke", f"api_key:{key.id}", before=before, after=_audited(key))
     return key
+
+
+def _live_full_keys(session: Session, tenant_id: int) -> int:
+    live = session.scalars(select(ApiKey.scopes).where(ApiKey.tenant_id == tenant_id, ApiKey.kind == ApiKeyKind.ADMIN,
+                                                       ApiKey.revoked_at.is_(None))).all()
+    return sum(1 for scopes in live if ALL in scopes)
 
 
 def authenticate(session: Session, secret: str, kind: ApiKeyKind) -> Caller:

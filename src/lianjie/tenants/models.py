@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -137,3 +138,24 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class AuditEntry(Base):
+    """One admin write: who made it, what it did to which thing, when, and the values before and after.
+
+    Append-only. ``actor`` is ``key:<id>`` for an admin key, ``cli:<os user>`` for the command line,
+    ``job:<name>`` for a background job (a console user, later, ``user:<id>``).
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_id_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -13,6 +13,7 @@ from lianjie.tenants.models import ApiKeyKind, StaffRole, StaffStatus, StoreStat
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Place = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
@@ -91,7 +92,7 @@ class StoreOut(BaseModel):
 
 class StaffCreate(Strict):
     staff_no: Code = Field(description="Employee number, unique per merchant.")
-    name: Name
+    name: PersonName
     role: StaffRole
     store_code: Code | None = Field(
         default=None, description="Required for store managers and shopping guides; none for owner/admin."
@@ -101,7 +102,7 @@ class StaffCreate(Strict):
 
 
 class StaffUpdate(Strict):
-    name: Name | None = None
+    name: PersonName | None = None
     role: StaffRole | None = None
     store_code: Code | None = None
     wecom_userid: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
@@ -144,3 +145,15 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret. It is shown this once and never again.")
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: dt.datetime = Field(description="When the write was made (UTC).")
+    actor: str = Field(description="`key:<id>` (an admin key), `cli:<user>`, `job:<name>` or `system`.")
+    action: str = Field(description="`<thing>.<verb>`, e.g. `apikey.revoke`, `loyalty_programme.update`.")
+    target: str = Field(description="What was changed, e.g. `api_key:12`, `profile:345`.")
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from lianjie.crypto import get_cipher
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.pagination import paginate
+from lianjie.tenants import audit
 from lianjie.tenants.models import Merchant, Staff, StaffRole, StaffStatus, Store
 from lianjie.tenants.schemas import (
     MerchantCreate,
@@ -89,9 +90,12 @@ def list_merchants(session: Session) -> Sequence[Merchant]:
 
 def update_merchant(session: Session, tenant_id: int, data: MerchantUpdate) -> Merchant:
     merchant = get_merchant(session, tenant_id)
-    for field, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    before = {field: getattr(merchant, field) for field in changes}
+    for field, value in changes.items():
         setattr(merchant, field, value)
     session.flush()
+    audit.record(session, tenant_id, "merchant.update", f"merchant:{tenant_id}", before=before, after=changes)
     return merchant
 
 
@@ -115,6 +119,7 @@ def add_store(session: Session, tenant_id: int, data: StoreCreate) -> tuple[Stor
     store = Store(tenant_id=tenant_id, **wanted)
     session.add(store)
     session.flush()
+    audit.record(session, tenant_id, "store.create", f"store:{store.code}", after=wanted)
     return store, True
 
 
@@ -127,9 +132,12 @@ def list_stores(session: Session, tenant_id: int, *, city: str | None = None, ty
 
 def update_store(session: Session, tenant_id: int, code: str, data: StoreUpdate) -> Store:
     store = get_store(session, tenant_id, code)
-    for field, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    before = {field: getattr(store, field) for field in changes}
+    for field, value in changes.items():
         setattr(store, field, value)
     session.flush()
+    audit.record(session, tenant_id, "store.update", f"store:{code}", before=before, after=changes)
     return store
 
 
@@ -169,6 +177,8 @@ def add_staff(session: Session, tenant_id: int, data: StaffCreate) -> tuple[Staf
         staff.phone_encrypted = get_cipher().encrypt(_normalise_phone(data.phone))
     session.add(staff)
     session.flush()
+    audit.record(session, tenant_id, "staff.create", f"staff:{data.staff_no}",
+                 after=wanted | {"staff_no": data.staff_no, "phone": "(set)" if data.phone else None})
     return staff, True
 
 
@@ -188,6 +198,9 @@ def update_staff(session: Session, tenant_id: int, staff_no: str, data: StaffUpd
     """Change a staff member; moving a guide to another store or marking them left happens here."""
     staff = get_staff(session, tenant_id, staff_no)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    audited = {field: ("(changed)" if field == "phone" else value) for field, value in changes.items()}
+    before = {field: ("(hidden)" if field == "phone" else getattr(staff, field, None)) for field in changes}
+    before["store_code"] = staff_store_code(session, staff)
     role = changes.get("role", staff.role)
     if "store_code" in changes:
         store_code: str | None = changes.pop("store_code")
@@ -202,6 +215,7 @@ def update_staff(session: Session, tenant_id: int, staff_no: str, data: StaffUpd
     if staff.status == StaffStatus.LEFT and staff.role == StaffRole.OWNER:
         raise ValidationFailed("the owner cannot leave; make someone else owner first", field="status")
     session.flush()
+    audit.record(session, tenant_id, "staff.update", f"staff:{staff_no}", before=before, after=audited)
     return staff
 
 
