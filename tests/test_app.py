@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from lianjie import migrate
 from lianjie.app import create_app
 from lianjie.config import Settings
-from lianjie.db import create_db_engine, make_session_factory, transaction
-from lianjie.http import DbSession, is_retryable
+from lianjie.db import create_db_engine, is_retryable, make_session_factory, transaction
+from lianjie.http import DbSession
 from lianjie.tenants.models import Merchant
 from tests.factories import bearer, make_admin_key, make_merchant
 
@@ -155,3 +155,60 @@ def test_only_busy_or_lost_databases_are_retryable(engine: Engine) -> None:
         holder.begin()
         holder.execute(text("DELETE FROM merchants WHERE id = :i"), {"i": merchant_id})
         holder.commit()
+
+
+def test_a_nul_character_anywhere_in_a_request_is_a_422_naming_where(client: TestClient, db: Any) -> None:
+    key = make_admin_key(db, make_merchant(db))
+    db.commit()
+    store = {"code": "SH001", "name": "上海一店", "city": "上海", "province": "上海", "type": "mall"}
+    for method, path, body, field in [
+        ("GET", "/api/v1/stores?city=%E4%B8%8A%00", None, "query.city"),
+        ("GET", "/api/v1/profiles?tag=vip%00", None, "query.tag"),
+        ("GET", "/api/v1/stores/SH%00", None, "path"),
+        ("POST", "/api/v1/stores", store | {"name": "上海\u0000一店"}, "body.name"),
+        ("POST", "/api/v1/orders", {"order_no": "A1", "lines": [{"sku": "S\u0000"}]}, "body.lines[0].sku"),
+    ]:
+        response = client.request(method, path, json=body, headers=bearer(key))
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"]["field"] == field
+    assert client.get("/api/v1/stores", headers=bearer(key)).json()["total"] == 0
+    # An escaped backslash before "u0000" is no NUL: the store is created as sent.
+    created = client.post("/api/v1/stores", json=store | {"name": "C:\\u0000"}, headers=bearer(key))
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "C:\\u0000"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/stores", "/api/v1/staff", "/api/v1/orders", "/api/v1/products",
+                                  "/api/v1/profiles", "/api/v1/coupons/templates", "/api/v1/segments",
+                                  "/api/v1/api-keys", "/api/v1/audit", "/api/v1/coupons/conflicts"])
+def test_any_offset_is_a_page_or_a_422_never_a_500(client: TestClient, db: Any, path: str) -> None:
+    key = make_admin_key(db, make_merchant(db))
+    db.commit()
+    biggest = client.get(f"{path}?offset={2**63 - 1}", headers=bearer(key))
+    assert biggest.status_code == 200, biggest.text
+    assert biggest.json()["items"] == []
+    beyond = client.get(f"{path}?offset=99999999999999999999", headers=bearer(key))
+    assert beyond.status_code == 422
+    assert beyond.json()["error"]["field"] == "query.offset"
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "field"), [
+    ("GET", "/api/v1/profiles?seen_after=2026-12-07", None, 200, None),  # a date or a time without offset: UTC
+    ("GET", "/api/v1/profiles?seen_before=2026-12-07T10:00:00", None, 200, None),
+    ("GET", "/api/v1/orders?since=0001-01-01T00:00:00%2B14:00", None, 422, "query.since"),  # before year 1 in UTC
+    ("GET", "/api/v1/orders?until=9999-12-31T23:59:59-14:00", None, 422, "query.until"),  # after 9999 in UTC
+    ("GET", "/api/v1/memberships/kpis/renewal-rate?at=0001-01-01", None, 422, "query.at"),
+    ("GET", "/api/v1/memberships/kpis/members?at=9999-12-31", None, 422, "query.at"),
+    ("GET", "/api/v1/memberships/kpis/revenue?from=0001-01-01&to=2026-01-31", None, 422, "query.from"),
+    ("POST", "/api/v1/segments/preview", {"rule": {"did": "Signed Up", "at_least": 9223372036854775808}}, 400,
+     "rule.at_least"),
+    ("POST", "/api/v1/segments/preview", {"rule": {"did": "Signed Up", "at_most": 2**70}}, 400, "rule.at_most"),
+])
+def test_inputs_that_gave_500s_are_answered(client: TestClient, db: Any, method: str, path: str,
+                                           body: dict[str, Any] | None, status: int, field: str | None) -> None:
+    key = make_admin_key(db, make_merchant(db))
+    db.commit()
+    response = client.request(method, path, json=body, headers=bearer(key))
+    assert response.status_code == status, response.text
+    if field is not None:
+        assert response.json()["error"]["field"] == field

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -561,3 +563,31 @@ def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
         return list(rows)
     start = (driver_execute(session, f"SELECT max(id) FROM {table.name}").scalar() or 0) + 1
     return list(range(start, start + count))
+
+
+# PostgreSQL's SQLSTATEs for "try again": serialization failure, deadlock, lock or statement timeout
+# (lock_timeout, statement_timeout), and the connection classes (server gone, connection lost).
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
+_SQLITE_BUSY = frozenset({getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCKED", 6)})
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """Whether a database error means "busy or unreachable, send the same request again" (a 503).
+
+    Only a lock that stayed taken (SQLite's busy timeout, PostgreSQL's lock or statement timeout), a
+    deadlock, a serialization failure or a lost connection is. Everything else (a constraint violated,
+    a value that does not fit, SQL that does not parse) is a bug that retrying would not mend.
+    """
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_BUSY
+        return "locked" in str(orig)
+    # psycopg reports a connection it could not open or lost without a SQLSTATE.
+    return type(orig).__name__ == "OperationalError" and orig.__class__.__module__.startswith("psycopg")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,8 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lianjie.db import transaction, writer_turn
-from lianjie.errors import LianjieError, ServiceBusy
+from lianjie.db import is_retryable, transaction, writer_turn
+from lianjie.errors import LianjieError, ServiceBusy, ValidationFailed
+from lianjie.validation import find_nul
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid", 413:
 
 def install_error_handlers(app: FastAPI) -> None:
     """One place turns every failure into ``{"error": {"code", "message", "field"?}}``."""
+    app.add_middleware(RefuseNul)
     app.add_middleware(RequestIds)
 
     @app.exception_handler(LianjieError)
@@ -134,33 +137,7 @@ def _allowed_methods(request: Request) -> str:
                      if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes))
 
 
-# PostgreSQL's SQLSTATEs for "try again": serialization failure, deadlock, lock or statement timeout
-# (lock_timeout, statement_timeout), and the connection classes (server gone, connection lost).
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
-_SQLITE_BUSY = frozenset({getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCKED", 6)})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def is_retryable(exc: DBAPIError) -> bool:
-    """Whether a database error means "busy or unreachable, send the same request again" (a 503).
-
-    Only a lock that stayed taken (SQLite's busy timeout, PostgreSQL's lock or statement timeout), a
-    deadlock, a serialization failure or a lost connection is. Everything else (a constraint violated,
-    a value that does not fit, SQL that does not parse) is a bug that retrying would not mend.
-    """
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate is not None:
-        return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
-    if isinstance(orig, sqlite3.OperationalError):
-        code = getattr(orig, "sqlite_errorcode", None)
-        if code is not None:
-            return code & 0xFF in _SQLITE_BUSY
-        return "locked" in str(orig)
-    # psycopg reports a connection it could not open or lost without a SQLSTATE.
-    return type(orig).__name__ == "OperationalError" and orig.__class__.__module__.startswith("psycopg")
 
 
 class RequestIds:
@@ -209,3 +186,70 @@ class RequestIds:
         error = {"code": "internal", "message": f"an unexpected error; it is logged under request id {rid}",
                  "request_id": rid}
         return JSONResponse(_body(path, error), status_code=500)
+
+
+class RefuseNul:
+    """Refuses a NUL character anywhere in a management request (path, query, JSON body) with a 422
+    naming where it is, before any handler runs: PostgreSQL stores no NUL in text, so it would
+    otherwise fail deep in a query (a 500), while SQLite would store it.
+
+    The tracking API (``/v1/*``) is left to its own checks, which reject the one message, not the batch.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path.startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        where = _nul_in_url(path, scope.get("query_string", b""))
+        replay: list[Message] = []
+        if where is None and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+            replay = await _read_all(receive)
+            where = _nul_in_body(b"".join(m.get("body", b"") for m in replay))
+        if where is not None:
+            error = ValidationFailed("holds a NUL character (\\u0000), which cannot be stored", field=where)
+            error.message = f"{where}: {error.message}"
+            await error_response(path, error)(scope, receive, send)
+            return
+        if not replay:
+            await self.app(scope, receive, send)
+            return
+
+        async def replayed() -> Message:
+            return replay.pop(0) if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+
+def _nul_in_url(path: str, query: bytes) -> str | None:
+    if "\x00" in path:
+        return "path"
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return f"query.{name}"
+    return None
+
+
+def _nul_in_body(body: bytes) -> str | None:
+    if b"\\u0000" not in body:  # how JSON writes a NUL; most bodies never get further than this
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # not JSON: the handler says what is wrong with it
+    found = find_nul(document)
+    return None if found is None else ("body." + found if found else "body")
+
+
+async def _read_all(receive: Receive) -> list[Message]:
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages

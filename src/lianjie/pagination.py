@@ -14,8 +14,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MAX_LIMIT = 500
+MAX_OFFSET = 2**63 - 1  # what SQLite and PostgreSQL take in OFFSET; beyond it a 422, not an overflow
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 class Page(BaseModel, Generic[T]):

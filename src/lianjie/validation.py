@@ -51,3 +51,9 @@ def find_nul(value: Any, path: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+# A calendar date a report or query is about: later code adds and subtracts months and years, which
+# would overflow near year 1 or 9999, and nothing a merchant asks about lies outside these.
+FIRST_DATE, LAST_DATE = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
+ApiDate = Annotated[dt.date, Field(ge=FIRST_DATE, le=LAST_DATE)]

@@ -168,7 +168,8 @@ def test_list_filters(client: TestClient, world: dict[str, Any]) -> None:
     assert nos(until="2026-04-01T00:00:00+08:00") == ["SO-1"]
     assert nos(status="refunded") == []
     assert nos(limit=1, offset=1) == ["SO-1"]
-    assert client.get("/api/v1/orders", params={"since": "2026-04-01T00:00:00"}, headers=admin).status_code == 422
+    assert nos(since="2026-03-31T16:00:00") == ["SO-2"]  # a filter time without an offset is UTC
+    assert client.get("/api/v1/orders", params={"since": "yesterday"}, headers=admin).status_code == 422
 
 
 def test_refunds_are_exact_and_never_exceed_the_order(client: TestClient, db: Session, world: dict[str, Any],

@@ -3,6 +3,7 @@ still learns exactly what happened to its own messages."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -181,3 +182,37 @@ def test_batches_queued_while_the_leader_awaits_the_lock_join_it_if_the_merchant
         "first": (50, 0), "same": (50, 0), "other": (50, 0)}
     with transaction(factory) as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 150
+
+
+def test_a_batch_that_cannot_be_stored_fails_alone(store: Store) -> None:
+    """One batch of a group breaks a constraint (here: an event without a type, as a bug in preparing
+    it would): that request fails, every other batch of the group is stored and acknowledged."""
+    engine, factory, tenant_id = store
+    with transaction(factory) as session:
+        config = load_config(session, tenant_id)
+    batches = [_batch(factory, tenant_id, config, f"b{n}") for n in range(5)]
+    broken = batches[2][7]
+    batches[2][7] = dataclasses.replace(broken, head=(*broken.head[:2], None, *broken.head[3:]))
+    committer = GroupCommit(factory)
+    outcomes: list[object] = [None] * 5
+
+    def send(n: int) -> None:
+        try:
+            outcomes[n] = committer.store(config, recording.Source(tenant_id, "web"), batches[n])
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[n] = exc
+
+    committer._leader.acquire()  # all five queue before the first write: one group
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    _wait_for(lambda: len(committer._queue) == 5)
+    committer._leader.release()
+    for thread in threads:
+        thread.join(60)
+    assert isinstance(outcomes[2], Exception)
+    assert [(o.accepted, o.duplicates) for o in outcomes if isinstance(o, Stored)] == [(50, 0)] * 4
+    with transaction(factory) as session:
+        stored = set(session.scalars(select(Event.message_id)))
+    assert len(stored) == 200
+    assert not any(message_id.startswith("b2-") for message_id in stored)

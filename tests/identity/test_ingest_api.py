@@ -163,3 +163,29 @@ def test_personal_fields_are_not_stored_in_plain(client: TestClient, db: Session
     assert "ip" not in event.payload["context"]
     assert event.pii_encrypted is not None
     assert "王小明".encode() not in event.pii_encrypted
+
+
+def test_a_nul_character_rejects_only_its_own_message(client: TestClient, db: Session,
+                                                      shop: tuple[Merchant, str]) -> None:
+    """PostgreSQL stores no NUL in text: such a message is named in ``rejected``, the others are stored."""
+    merchant, key = shop
+    batch = [
+        {"type": "track", "userId": "U1", "event": "ok", "messageId": "good-1"},
+        {"type": "track", "userId": "U1", "event": "Product Viewed", "properties": {"name": "连衣裙\u0000"}},
+        {"type": "identify", "userId": "U\u00002", "traits": {"city": "上海"}},
+        {"type": "track", "userId": "U1", "event": "e", "properties": {"bad\u0000key": 1}},
+        {"type": "identify", "userId": "U3", "traits": {"phone": "139\u000012345678"}},
+        {"type": "track", "userId": "U1", "event": "a backslash is fine", "properties": {"path": "C:\\u0000"},
+         "messageId": "good-2"},
+    ]
+    response = client.post("/v1/batch", json={"batch": batch}, headers=basic(key))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [
+        (1, "properties.name"), (2, "userId"), (3, "properties.bad\u0000key"), (4, "traits.phone")]
+    assert "NUL" in body["rejected"][0]["message"]
+    assert stored(db, merchant.id) == 2
+    single = client.post("/v1/track", json={"userId": "U1", "event": "x\u0000"}, headers=basic(key))
+    assert single.status_code == 400
+    assert single.json()["error"]["field"] == "event"

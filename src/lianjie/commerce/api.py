@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AwareDatetime
 
 from lianjie.commerce import catalogue, orders, refunds
 from lianjie.commerce.models import OrderChannel, OrderStatus, ProductStatus
@@ -23,9 +22,10 @@ from lianjie.commerce.schemas import (
 from lianjie.crypto import get_cipher
 from lianjie.errors import ValidationFailed
 from lianjie.http import DbSession
-from lianjie.pagination import MAX_LIMIT, Page
+from lianjie.pagination import Limit, Offset, Page
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
+from lianjie.validation import AwareTime
 
 router = APIRouter(prefix="/api/v1", tags=["catalogue"])
 Reader = Annotated[Caller, RequireScope("catalogue:read")]
@@ -56,8 +56,8 @@ def put_category(code: str, body: CategoryIn, response: Response, session: DbSes
 def list_products(session: DbSession, caller: Reader,
                   category_code: Annotated[str | None, Query(description="Includes subcategories.")] = None,
                   status: ProductStatus | None = None, q: Annotated[str | None, Query(max_length=100)] = None,
-                  limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> Page[ProductOut]:
+                  limit: Limit = 100,
+                  offset: Offset = 0) -> Page[ProductOut]:
     rows, total = catalogue.list_products(session, caller.tenant_id, category_code=category_code, status=status,
                                           q=q, limit=limit, offset=offset)
     return Page(items=[ProductOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
@@ -104,10 +104,10 @@ def list_orders(session: DbSession, caller: OrderReader,
                                       ] = None,
                 store_code: str | None = None, channel: OrderChannel | None = None,
                 status: OrderStatus | None = None,
-                since: Annotated[AwareDatetime | None, Query(description="ordered_at on or after")] = None,
-                until: Annotated[AwareDatetime | None, Query(description="ordered_at before")] = None,
-                limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-                offset: Annotated[int, Query(ge=0)] = 0) -> Page[OrderSummaryOut]:
+                since: Annotated[AwareTime | None, Query(description="ordered_at on or after")] = None,
+                until: Annotated[AwareTime | None, Query(description="ordered_at before (UTC if no offset)")] = None,
+                limit: Limit = 100,
+                offset: Offset = 0) -> Page[OrderSummaryOut]:
     """Orders, newest first."""
     rows, total = orders.list_orders(session, caller.tenant_id, profile_id=profile_id, store_code=store_code,
                                      channel=channel, status=status, since=since, until=until, limit=limit,

@@ -3,7 +3,6 @@ and the identity graph's review tools (merges and undo, conflicts, suspicious va
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -29,6 +28,7 @@ from lianjie.identity.schemas import (
 from lianjie.pagination import Limit, Offset, Page
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
+from lianjie.validation import AwareTime
 
 router = APIRouter(prefix="/api/v1", tags=["profiles"])
 Reader = Annotated[Caller, RequireScope("profiles:read")]
@@ -41,7 +41,7 @@ LOOKUP_DOC = ("Look up by identifier: one query parameter per identifier type (u
 @router.get("/profiles", description=LOOKUP_DOC)
 def find_profiles(request: Request, session: DbSession, caller: Reader, tag: str | None = None,
                   trait: Annotated[str | None, Query(description="key=value of a non-personal trait")] = None,
-                  seen_after: dt.datetime | None = None, seen_before: dt.datetime | None = None,
+                  seen_after: AwareTime | None = None, seen_before: AwareTime | None = None,
                   limit: Limit = 50, offset: Offset = 0) -> Page[ProfileSummary]:
     config = load_config(session, caller.tenant_id)
     params = request.query_params
@@ -129,7 +129,7 @@ def resolve_conflict(conflict_id: RowId, session: DbSession, caller: Writer) -> 
 
 @router.get("/identity/suspicious", tags=["identity graph"])
 def suspicious(session: DbSession, caller: Reader, days: Annotated[int, Query(ge=1, le=365)] = 7,
-               min_merges: Annotated[int, Query(ge=2)] = 5) -> list[SuspiciousValue]:
+               min_merges: Annotated[int, Query(ge=2, le=1_000_000)] = 5) -> list[SuspiciousValue]:
     """Values that merged many profiles lately: likely a new placeholder (block it below)."""
     return merging.suspicious_values(session, get_cipher(), caller.tenant_id, days=days, min_merges=min_merges)
 

@@ -86,6 +86,7 @@ class Prepared:
     stamp: str | None = None
     previous_id: str | None = None
     size: int = 0
+    maybe_nul: bool = False  # its JSON holds an escaped NUL (``\\u0000``), which no text column takes
 
     @property
     def stored_time(self) -> Any:
@@ -180,12 +181,18 @@ def prepare(cipher: PiiCipher, config: IdentityConfig, source: Source, messages:
         out.append(Prepared(message.message_id, type_, timestamp, extract(raw, config, cipher, memo),
                             (tenant_id, message.message_id, type_, _event_name(raw, type_)), tail, traits,
                             stamp(timestamp) if traits else None,
-                            str(raw["previousId"]) if type_ == "alias" else None, len(payload) + len(personal_json)))
+                            str(raw["previousId"]) if type_ == "alias" else None, len(payload) + len(personal_json),
+                            _NUL in payload or _NUL in personal_json))
     return out
 
 
 def _same(value: Any) -> Any:
     return value
+
+
+# How JSON writes a NUL character. Found in a message's JSON (one byte search, no walk over the
+# message), the caller looks for the field: it may also be an escaped backslash before "u0000".
+_NUL = b"\\u0000"
 
 
 def store(session: Session, cipher: PiiCipher, source: Source, messages: list[Message],

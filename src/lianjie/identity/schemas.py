@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lianjie.validation import AwareTime
+
 
 class IdentifierOut(BaseModel):
     type: str
@@ -87,7 +89,7 @@ class ConsentIn(BaseModel):
     granted: bool
     source: str = Field(min_length=1, max_length=100,
                         description="Where it was given: 'miniprogram signup', 'store SH001' …")
-    recorded_at: dt.datetime | None = Field(default=None, description="When the customer decided; default now.")
+    recorded_at: AwareTime | None = Field(default=None, description="When the customer decided; default now.")
 
 
 class MergeOut(BaseModel):

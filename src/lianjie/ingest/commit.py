@@ -15,6 +15,7 @@ is still queued) is stored once and counted as a duplicate of the later batch.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +23,11 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from weakref import WeakKeyDictionary
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.crypto import PiiCipher, get_cipher
-from lianjie.db import transaction, writer_turn
+from lianjie.db import is_retryable, transaction, writer_turn
 from lianjie.errors import ServiceBusy
 from lianjie.identity import recording
 from lianjie.identity.config import IdentityConfig
@@ -36,6 +37,7 @@ from lianjie.identity.resolution import lock_identity_graph
 # that wait on them slower.
 MAX_GROUP_MESSAGES = 5_000
 _RETRIES = 5
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,16 +129,33 @@ class GroupCommit:
     def _lead(self) -> None:
         """Write the batches queued so far (up to the group limit) in one transaction."""
         with writer_turn(self.factory):
-            group = self._take()
-            try:
-                results = self._write(group)
-            except BaseException as exc:  # every request of the group answers with its failure
+            self._answer(self._take())
+
+    def _answer(self, group: list[_Pending]) -> None:
+        """Write ``group`` (it may grow: :meth:`_join_locked`) and give each request its result.
+
+        A group that fails for a reason other than a busy database is written again batch by batch,
+        each in a transaction of its own, so a batch that cannot be stored fails alone and the
+        others' messages are stored as if they had never shared its transaction.
+        """
+        try:
+            results = self._write(group)
+        except Exception as exc:
+            if len(group) == 1 or isinstance(exc, ServiceBusy):
                 for pending in group:
                     pending.error = exc
                     pending.done.set()
-                if not isinstance(exc, Exception):
-                    raise  # an interrupt stops this thread too; the group's requests are answered
                 return
+            log.warning("a group of %d tracking batches failed; writing them one by one", len(group),
+                        exc_info=exc)
+            for pending in list(group):
+                self._answer([pending])
+            return
+        except BaseException as exc:  # an interrupt stops this thread too; the group's requests are answered
+            for pending in group:
+                pending.error = exc
+                pending.done.set()
+            raise
         for pending, stored in zip(group, results, strict=True):
             pending.stored = stored
             pending.done.set()
@@ -186,12 +205,17 @@ class GroupCommit:
                     self._join_locked(group, merchants)
                     with self.cpu.turn(urgent=True):
                         return _store_group(session, cipher, group)
-            except (IntegrityError, OperationalError) as exc:
+            except DBAPIError as exc:
                 # A lost race on a new identifier with a writer outside this queue, or a busy
                 # database: the prepared batches are untouched, so the whole group is tried again.
-                if attempt == _RETRIES - 1:
+                # A violation that comes back every time is a batch that cannot be stored: it is
+                # raised as it is, and :meth:`_answer` finds the batch.
+                if attempt < _RETRIES - 1 and (isinstance(exc, IntegrityError) or is_retryable(exc)):
+                    continue
+                if is_retryable(exc):
                     raise ServiceBusy("the event store is busy; retry the same batch (it is safe: "
                                       "messageIds make it idempotent)") from exc
+                raise
         raise AssertionError("unreachable")
 
 

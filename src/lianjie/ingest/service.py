@@ -19,6 +19,7 @@ from lianjie.crypto import PiiCipher
 from lianjie.identity.config import IdentityConfig
 from lianjie.identity.recording import Message, Prepared, Source, prepare
 from lianjie.ingest.messages import MAX_MESSAGE_BYTES, Invalid, validate
+from lianjie.validation import find_nul
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,13 @@ def prepare_batch(cipher: PiiCipher, config: IdentityConfig, source: Source, raw
     good, bad, where = check_messages(raws, implied_type=implied_type, batch_sent_at=batch_sent_at,
                                       received_at=received_at, first_index=first_index, check_size=False)
     prepared = []
-    for item, index in zip(prepare(cipher, config, source, good, received_at, text_times=text_times), where,
-                           strict=True):
+    for item, index, message in zip(prepare(cipher, config, source, good, received_at, text_times=text_times),
+                                    where, good, strict=True):
+        nul_at = find_nul(message.raw) if item.maybe_nul else None
         if item.size > MAX_MESSAGE_BYTES:
             bad.append(Rejected(index, "", _TOO_LARGE))
+        elif nul_at is not None:
+            bad.append(Rejected(index, nul_at, "holds a NUL character (\\u0000), which cannot be stored"))
         else:
             prepared.append(item)
     bad.sort(key=lambda rejected: rejected.index)

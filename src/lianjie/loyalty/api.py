@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from lianjie.http import REPLAYED, DbSession, RowId
 from lianjie.loyalty import ledger, programme, service, tiers
@@ -19,7 +19,7 @@ from lianjie.loyalty.schemas import (
     SpendIn,
     TierOut,
 )
-from lianjie.pagination import MAX_LIMIT, Page
+from lianjie.pagination import Limit, Offset, Page
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
 
@@ -53,8 +53,8 @@ def get_balance(profile_id: RowId, session: DbSession, caller: Reader) -> Balanc
 
 @router.get("/accounts/{profile_id}/entries")
 def get_history(profile_id: RowId, session: DbSession, caller: Reader,
-                limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-                offset: Annotated[int, Query(ge=0)] = 0) -> Page[EntryOut]:
+                limit: Limit = 50,
+                offset: Offset = 0) -> Page[EntryOut]:
     items, total = service.history(session, caller.tenant_id, profile_id, limit=limit, offset=offset)
     return Page(items=items, total=total, limit=limit, offset=offset)
 

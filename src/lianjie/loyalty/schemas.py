@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lianjie.validation import AwareTime
+
 Key = Field(min_length=1, max_length=128, description="Idempotency key: a retry with the same key applies nothing.")
 
 
@@ -39,7 +41,7 @@ class AdjustIn(In):
 
 class ManualTierIn(In):
     tier_code: str = Field(min_length=1, max_length=40)
-    until: dt.datetime | None = Field(None, description="Kept until then whatever the customer qualifies for.")
+    until: AwareTime | None = Field(None, description="Kept until then whatever the customer qualifies for.")
     reason: str = Field(min_length=1, max_length=200)
     operator: str = Field(min_length=1, max_length=100)
 

@@ -55,6 +55,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from lianjie.errors import BadRequest
+from lianjie.validation import INT64_MAX
 
 MAX_DEPTH = 12
 MAX_NODES = 200
@@ -114,8 +115,8 @@ class PropertyFilter(Condition):
 class Window(_Node):
     within_days: int | None = Field(default=None, ge=1, le=3660)
     between_dates: tuple[dt.date, dt.date] | None = None
-    at_least: int = Field(default=1, ge=0)
-    at_most: int | None = Field(default=None, ge=0)
+    at_least: int = Field(default=1, ge=0, le=INT64_MAX)
+    at_most: int | None = Field(default=None, ge=0, le=INT64_MAX)
 
 
 class Did(Window):

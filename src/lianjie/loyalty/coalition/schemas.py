@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from lianjie.loyalty.coalition.models import Funding, Role
 from lianjie.tenants.schemas import TimeZone
+from lianjie.validation import AwareTime
 
 Key = Field(min_length=1, max_length=128, description="Idempotency key (per coalition and merchant): a retry "
                                                       "with the same key applies nothing.")
@@ -41,7 +42,7 @@ class MemberIn(In):
     issue_price_fen_per_point: Price
     redemption_value_fen_per_point: Price
     funding: Funding = Funding.POSTPAID
-    left_at: dt.datetime | None = Field(None, description="Set to end the membership (no earning or "
+    left_at: AwareTime | None = Field(None, description="Set to end the membership (no earning or "
                                                           "redeeming from then on).")
 
 

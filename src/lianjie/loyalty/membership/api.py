@@ -3,7 +3,6 @@ certificates and KPIs. Buying a plan goes through ``POST /api/v1/orders`` (a lin
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -32,6 +31,7 @@ from lianjie.loyalty.membership.schemas import (
 from lianjie.loyalty.membership.terms import local_date
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
+from lianjie.validation import ApiDate
 
 router = APIRouter(prefix="/api/v1", tags=["paid membership"])
 Reader = Annotated[Caller, RequireScope("loyalty:read")]
@@ -92,21 +92,21 @@ def redeem_certificate(code: str, body: RedeemIn, response: Response, session: D
 
 
 @router.get("/memberships/kpis/members")
-def members_kpi(session: DbSession, caller: Reader, at: dt.date | None = None) -> MembersKpi:
+def members_kpi(session: DbSession, caller: Reader, at: ApiDate | None = None) -> MembersKpi:
     """Paid members (active or in grace) on a local date, default today."""
     day = at or local_date(utcnow(), plans.zone_of(session, caller.tenant_id))
     return kpis.paid_members(session, caller.tenant_id, day)
 
 
 @router.get("/memberships/kpis/revenue")
-def revenue_kpi(session: DbSession, caller: Reader, from_: Annotated[dt.date, Query(alias="from")],
-                to: dt.date) -> list[RevenueMonth]:
+def revenue_kpi(session: DbSession, caller: Reader, from_: Annotated[ApiDate, Query(alias="from")],
+                to: ApiDate) -> list[RevenueMonth]:
     """Fee revenue recognised per month, ratably over each term (refunds reverse what is unrecognised)."""
     return kpis.revenue(session, caller.tenant_id, from_, to)
 
 
 @router.get("/memberships/kpis/renewal-rate")
-def renewal_kpi(session: DbSession, caller: Reader, at: dt.date | None = None,
+def renewal_kpi(session: DbSession, caller: Reader, at: ApiDate | None = None,
                 months: Annotated[int, Query(ge=1, le=120)] = 12) -> RenewalKpi:
     """Share of terms due in the trailing ``months`` before ``at`` that renewed within grace."""
     day = at or local_date(utcnow(), plans.zone_of(session, caller.tenant_id))
