@@ -33,6 +33,7 @@ from lianjie.commerce.schemas import (
     RefundLineOut,
     RefundOut,
 )
+from lianjie.commerce.store import lock_numbers
 from lianjie.crypto import PiiCipher
 from lianjie.db import utcnow
 from lianjie.domain_events import publish
@@ -367,6 +368,7 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
     A rejected order changes nothing; the others are stored, their buyers resolved in one pass, and
     ``OrderCompleted`` published once for each new order after the rows are flushed.
     """
+    lock_numbers(session, tenant_id, "order", [o.order_no for o in orders])  # retries wait, then find it stored
     refs = _load_refs(session, tenant_id, orders)
     outcomes: list[Outcome] = []
     planned: dict[str, Plan] = {}
