@@ -36,7 +36,7 @@ from lianjie.commerce import catalogue, csvfiles
 from lianjie.commerce.models import Order, OrderChannel, Product
 from lianjie.commerce.orders import record_orders
 from lianjie.commerce.refunds import record_refunds
-from lianjie.commerce.schemas import LineIn, OrderIn, RefundIn, RefundLineIn
+from lianjie.commerce.schemas import MAX_PRICE_FEN, LineIn, OrderIn, RefundIn, RefundLineIn
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction
 from lianjie.errors import LianjieError, ValidationFailed
@@ -101,7 +101,7 @@ class ProductSpec(BaseModel):
     name: list[str]
     brand: str | None = None
     category: str | None = None
-    price_fen: int = 0
+    price_fen: int = Field(default=0, ge=0, le=MAX_PRICE_FEN)
     only_sold: bool = Field(default=True, description="Load only the products the order file sells.")
 
 
@@ -111,8 +111,8 @@ class Mapping(BaseModel):
     description: str = ""
     encoding: str = Field(default="auto", pattern="^(auto|utf-8|gbk)$")
     delimiter: str = Field(default=",", min_length=1, max_length=1)
-    source: str = "pos"
-    currency: str | None = None
+    source: str = Field(default="pos", min_length=1, max_length=40, description="Stored on each order (40).")
+    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
     channel: OrderChannel = OrderChannel.OFFLINE
     amounts: str = Field(default="fen", pattern="^(fen|yuan)$", description="'yuan': major units with decimals.")
     create_stores: bool = False
@@ -403,7 +403,8 @@ def _load_products(factory: sessionmaker[Session], tenant_id: int, path: Path, m
         code = re.sub(r"[^A-Za-z0-9_.\-/]+", "-", category).strip("-")[:40] if category else None
         if code:
             categories.setdefault(code, {"code": code, "name": category[:100] if category else code})
-        products.append((line, {"sku": sku, "name": name[:200], "brand": raw.get(spec.brand) if spec.brand else None,
+        brand = raw.get(spec.brand) if spec.brand else None
+        products.append((line, {"sku": sku, "name": name[:200], "brand": brand[:100] if brand else None,
                                 "category_code": code or None, "price_fen": spec.price_fen}))
     with transaction(factory, write=True) as session:
         summary = catalogue.import_catalogue(session, tenant_id, enumerate(categories.values(), 1), products)
