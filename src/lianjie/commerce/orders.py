@@ -34,6 +34,7 @@ from lianjie.commerce.schemas import (
     RefundOut,
 )
 from lianjie.commerce.store import lock_numbers
+from lianjie.config import get_settings
 from lianjie.crypto import PiiCipher
 from lianjie.db import utcnow
 from lianjie.domain_events import publish
@@ -45,6 +46,8 @@ from lianjie.pagination import paginate
 from lianjie.tenants.models import Merchant, Staff, Store
 
 CHUNK = 500
+# How far ahead of the server's clock a till's may run; a time beyond it is a wrong date, not skew.
+FUTURE_TOLERANCE = dt.timedelta(days=1)
 
 
 @dataclass(slots=True)
@@ -100,6 +103,7 @@ class _Refs:
     """Everything a batch refers to, looked up once."""
 
     currency: str
+    max_order_fen: int
     stores: dict[str, int] = field(default_factory=dict)
     store_codes: dict[int, str] = field(default_factory=dict)
     staff: dict[str, int] = field(default_factory=dict)
@@ -117,7 +121,7 @@ def _load_refs(session: Session, tenant_id: int, orders: Sequence[OrderIn]) -> _
     merchant = session.get(Merchant, tenant_id)
     if merchant is None:
         raise NotFound(f"no merchant {tenant_id}", code="merchant_not_found")
-    refs = _Refs(currency=merchant.currency)
+    refs = _Refs(currency=merchant.currency, max_order_fen=get_settings().max_order_fen)
     for code, store_id in session.execute(select(Store.code, Store.id).where(Store.tenant_id == tenant_id)):
         refs.stores[code] = store_id
         refs.store_codes[store_id] = code
@@ -216,6 +220,37 @@ def plan_order(data: OrderIn, refs: _Refs, cipher: PiiCipher) -> Plan:
         raise ValidationFailed(f"paid_fen is {data.paid_fen} but the lines and discounts come to {plan.paid_fen}",
                                field="paid_fen", code="total_mismatch")
     return plan
+
+
+def check_not_future(at: dt.datetime, field_name: str, now: dt.datetime) -> None:
+    """A sale or refund time more than :data:`FUTURE_TOLERANCE` ahead is a mistake (a wrong year, a
+    till's clock), refused before it distorts sales by day, points expiry and the return window."""
+    if at > now + FUTURE_TOLERANCE:
+        raise ValidationFailed(f"{field_name} {at.isoformat()} is more than a day in the future",
+                               field=field_name, code="in_the_future")
+
+
+def check_new_order(plan: Plan, refs: _Refs, now: dt.datetime) -> None:
+    """The rules a new order must meet beyond its shape; a replay of a stored one is not checked again.
+
+    Its currency is the merchant's (amounts in another currency would be summed as if they were
+    fen of this one). No amount exceeds ``max_order_fen`` (``LIANJIE_MAX_ORDER_FEN``): a unit price,
+    a line or the order's total above it is taken for yuan sent as fen, or a scanner's mistake.
+    """
+    data = plan.data
+    if plan.currency != refs.currency:
+        raise ValidationFailed(f"currency {plan.currency} is not the merchant's ({refs.currency})",
+                               field="currency", code="wrong_currency")
+    check_not_future(data.ordered_at.astimezone(dt.UTC), "ordered_at", now)
+    limit = refs.max_order_fen
+    for i, line in enumerate(plan.lines):
+        for name, amount in (("unit_price_fen", line.unit_price_fen), ("list_fen", line.list_fen)):
+            if amount > limit:
+                raise ValidationFailed(f"lines[{i}]: {name} {amount} fen exceeds the limit of {limit} fen an "
+                                       "order", field=f"lines[{i}].{name}", code="amount_too_large")
+    if plan.list_fen > limit:
+        raise ValidationFailed(f"the lines come to {plan.list_fen} fen, above the limit of {limit} fen an order",
+                               field="lines", code="amount_too_large")
 
 
 def buyer_hash(cipher: PiiCipher, data: OrderIn) -> str | None:
@@ -372,6 +407,7 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
     refs = _load_refs(session, tenant_id, orders)
     outcomes: list[Outcome] = []
     planned: dict[str, Plan] = {}
+    now = utcnow()
     for data in orders:
         try:
             plan = plan_order(data, refs, cipher)
@@ -381,6 +417,7 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
                 stored = earlier if isinstance(earlier, Order) else None
                 outcomes.append(Outcome(data.order_no, "unchanged", stored))
                 continue
+            check_new_order(plan, refs, now)
         except LianjieError as exc:
             outcomes.append(Outcome(data.order_no, "rejected", error=exc))
             continue

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from lianjie.commerce.events import LineFacts, OrderRefunded
 from lianjie.commerce.models import Order, OrderLine, OrderStatus, Refund, RefundLine
-from lianjie.commerce.orders import differences
+from lianjie.commerce.orders import check_not_future, differences
 from lianjie.commerce.schemas import RefundIn
 from lianjie.commerce.store import lock_numbers
 from lianjie.crypto import PiiCipher
@@ -109,7 +109,9 @@ def _by_lines(order: Order, data: RefundIn) -> list[tuple[OrderLine, int, int]]:
 
 def plan_refund(order: Order, data: RefundIn) -> _Planned:
     """Check a new refund against what is left of the order; raises without changing anything."""
-    refunded_at = (data.refunded_at or utcnow()).astimezone(dt.UTC)
+    now = utcnow()
+    refunded_at = (data.refunded_at or now).astimezone(dt.UTC)
+    check_not_future(refunded_at, "refunded_at", now)
     if refunded_at < order.ordered_at:
         raise ValidationFailed("a refund cannot precede its order", field="refunded_at")
     lines = _by_lines(order, data) if data.lines is not None else _whole_order(order)
