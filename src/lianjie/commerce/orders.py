@@ -40,6 +40,7 @@ from lianjie.db import utcnow
 from lianjie.domain_events import publish
 from lianjie.errors import Conflict, LianjieError, NotFound, ValidationFailed
 from lianjie.identity import service as identity_service
+from lianjie.identity.identifiers import normalise
 from lianjie.identity.models import Event
 from lianjie.identity.recording import Message, Source, store
 from lianjie.pagination import paginate
@@ -78,6 +79,7 @@ class Plan:
     buyer_hash: str | None
     lines: list[PlannedLine]
     discounts: list[dict[str, Any]]
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def list_fen(self) -> int:
@@ -96,6 +98,7 @@ class Outcome:
     status: str
     order: Order | None = None
     error: LianjieError | None = None
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -219,7 +222,29 @@ def plan_order(data: OrderIn, refs: _Refs, cipher: PiiCipher) -> Plan:
     if data.paid_fen is not None and data.paid_fen != plan.paid_fen:
         raise ValidationFailed(f"paid_fen is {data.paid_fen} but the lines and discounts come to {plan.paid_fen}",
                                field="paid_fen", code="total_mismatch")
+    plan.warnings = buyer_warnings(data)
     return plan
+
+
+# Identifiers OneID reads (and may find unusable): a phone number, an e-mail address.
+_CHECKED_IDENTIFIERS = {"phone": "a phone number", "email": "an e-mail address"}
+
+
+def buyer_warnings(data: OrderIn) -> list[dict[str, str]]:
+    """Buyer identifiers OneID cannot use, each as ``{"field", "message"}``; the order is stored anyway.
+
+    A till's sale has happened whatever was typed into its phone field, so refusing the order would
+    only lose it; but a phone that does not parse identifies nobody, and the buyer then earns no points
+    and joins no profile. Saying so lets the till (or the import's warnings file) fix it. The value is
+    not repeated in the message: it is personal data.
+    """
+    found = []
+    for kind, what in _CHECKED_IDENTIFIERS.items():
+        value = getattr(data.buyer, kind)
+        if value is not None and normalise(kind, value) is None:
+            found.append({"field": f"buyer.{kind}", "message": f"not {what} that can be read; the order is "
+                                                               "stored without it, and it identifies no buyer"})
+    return found
 
 
 def check_not_future(at: dt.datetime, field_name: str, now: dt.datetime) -> None:
@@ -415,14 +440,14 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
             if earlier is not None:
                 _replay(earlier, plan, refs)
                 stored = earlier if isinstance(earlier, Order) else None
-                outcomes.append(Outcome(data.order_no, "unchanged", stored))
+                outcomes.append(Outcome(data.order_no, "unchanged", stored, warnings=plan.warnings))
                 continue
             check_new_order(plan, refs, now)
         except LianjieError as exc:
             outcomes.append(Outcome(data.order_no, "rejected", error=exc))
             continue
         planned[data.order_no] = plan
-        outcomes.append(Outcome(data.order_no, "created"))
+        outcomes.append(Outcome(data.order_no, "created", warnings=plan.warnings))
     profiles = attributed_profiles(session, tenant_id, cipher, source,
                                    [order_message(plan) for plan in planned.values()])
     new = {no: _new_order(tenant_id, plan, profiles.get(f"order:{no}"), source) for no, plan in planned.items()}
@@ -436,12 +461,20 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
     return outcomes
 
 
-def record_order(session: Session, cipher: PiiCipher, tenant_id: int, data: OrderIn, *,
-                 source: str = "api") -> tuple[Order, bool]:
-    """One order; returns ``(order, created)`` or raises what made it unacceptable."""
+def record_one(session: Session, cipher: PiiCipher, tenant_id: int, data: OrderIn, *,
+               source: str = "api") -> Outcome:
+    """One order, 'created' or 'unchanged' with its warnings; raises what made it unacceptable."""
     outcome = record_orders(session, cipher, tenant_id, [data], source=source)[0]
     if outcome.error is not None:
         raise outcome.error
+    assert outcome.order is not None
+    return outcome
+
+
+def record_order(session: Session, cipher: PiiCipher, tenant_id: int, data: OrderIn, *,
+                 source: str = "api") -> tuple[Order, bool]:
+    """One order; returns ``(order, created)`` or raises what made it unacceptable."""
+    outcome = record_one(session, cipher, tenant_id, data, source=source)
     assert outcome.order is not None
     return outcome.order, outcome.status == "created"
 

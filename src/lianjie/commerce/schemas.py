@@ -207,10 +207,18 @@ class OrderSummaryOut(BaseModel):
     status: OrderStatus
 
 
+class WarningOut(BaseModel):
+    field: str = Field(description="Where in the request, e.g. 'buyer.phone'.")
+    message: str
+
+
 class OrderOut(OrderSummaryOut):
     discounts: list[dict[str, Any]]
     lines: list[LineOut]
     refunds: list[RefundOut]
+    warnings: list[WarningOut] = Field(default_factory=list, description=(
+        "What in this request could not be used although the order was stored (a buyer phone that is not "
+        "a phone number); answered to the request that sent it, a replay included, and not stored."))
 
 
 class RefundLineIn(BaseModel):
