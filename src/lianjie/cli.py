@@ -362,9 +362,14 @@ def orders_import(file: Annotated[Path, typer.Argument(help="CSV export, optiona
                   tenant: TenantOpt,
                   mapping: Annotated[str, typer.Option(help="A mapping TOML file, or a shipped one by name: "
                                                             "completejourney, demo.")],
-                  rejects: Annotated[Path | None, typer.Option(help="Default: FILE.rejects.csv")] = None,
+                  rejects: Annotated[Path | None, typer.Option(
+                      help="Where to write rejected rows and warnings. Default: "
+                           "LIANJIE_VAR_DIR/rejects/FILE-TIME.rejects.csv")] = None,
                   as_json: JsonFlag = False) -> None:
     """Import orders and returns from a till export; bad orders go to a rejects CSV, good ones are kept.
+
+    The rejects CSV (in the input's encoding) also lists skipped rows (quantity 0) and orders stored
+    with a warning (a buyer phone that is not one), each with its line number, outcome and reason.
 
     Safe to run again: stored orders and refunds are recognised by their numbers and left unchanged.
     """
@@ -389,7 +394,8 @@ def orders_import(file: Annotated[Path, typer.Argument(help="CSV export, optiona
                        ("orders unchanged (imported before)", "orders_unchanged"),
                        ("refunds created", "refunds_created"), ("refunds unchanged", "refunds_unchanged"),
                        ("duplicate rows skipped", "duplicate_rows"), ("rows rejected", "rejected_rows"),
-                       ("orders rejected", "rejected_orders"), ("stores created", "stores_created"),
+                       ("orders rejected", "rejected_orders"), ("rows skipped (quantity 0)", "skipped_rows"),
+                       ("orders stored with a warning", "warned_rows"), ("stores created", "stores_created"),
                        ("products loaded", "products_loaded")):
         table.add_row(label, f"{summary[key]:,}")
 
@@ -398,7 +404,7 @@ def orders_import(file: Annotated[Path, typer.Argument(help="CSV export, optiona
         rate = summary["rows_read"] / summary["seconds"] if summary["seconds"] else 0
         console.print(f"{summary['seconds']:.1f} s, {rate:,.0f} rows/s")
         if report.rejects_file:
-            console.print(f"rejected rows with their line and reason: {report.rejects_file}")
+            console.print(f"rejected, skipped and warned rows with their line and reason: {report.rejects_file}")
 
     emit(as_json, summary, human)
 

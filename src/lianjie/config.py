@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     jobs_enabled: bool = Field(default=True, description="Run the background jobs inside `lianjie serve`.")
     jobs_url: str | None = Field(default=None, description="redis://… for the job queue; default: var_dir/jobs.db.")
     sqlite_busy_timeout_ms: int = 30_000
+    max_order_fen: int = Field(
+        default=1_000_000_000, ge=1, le=10**15,
+        description="The largest order total, line amount or unit price accepted, in fen (default ¥10,000,000): "
+                    "above it an amount is taken for a mistake (yuan sent as fen) and refused with a 422.")
     log_sql: bool = False
 
     @property

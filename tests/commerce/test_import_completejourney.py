@@ -1,8 +1,8 @@
 """POS import end to end on a public data set (Dunnhumby The Complete Journey) and on crafted bad files.
 
 The expected figures are computed here from the CSV with the csv module, independently of the
-importer: orders = baskets all of whose rows are valid, paid = sum of their sales_value in cents,
-buyers = their distinct households.
+importer: rows of quantity 0 are skipped, orders = baskets all of whose other rows are valid, paid =
+sum of their sales_value in cents, buyers = their distinct households.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from lianjie.commerce import importing, orders
 from lianjie.commerce.models import Order, OrderLine, Refund
 from lianjie.identity.models import Event
+from lianjie.tenants import service
+from lianjie.tenants.schemas import MerchantCreate
 from tests.commerce.test_catalogue import tree
 from tests.datasets import DATASETS, require
 from tests.factories import make_merchant
@@ -63,12 +65,20 @@ def _valid(row: dict[str, str], products: set[str]) -> bool:
             and None not in amounts)
 
 
+def _zero(row: dict[str, str]) -> bool:
+    try:
+        return Decimal(row["quantity"]) == 0
+    except InvalidOperation:
+        return False
+
+
 def expected(rows: list[dict[str, str]], products: set[str]) -> dict[str, int]:
-    bad_baskets = {r["basket_id"] for r in rows if not _valid(r, products)}
-    good = [r for r in rows if r["basket_id"] not in bad_baskets]
+    selling = [r for r in rows if not _zero(r)]
+    bad_baskets = {r["basket_id"] for r in selling if not _valid(r, products)}
+    good = [r for r in selling if r["basket_id"] not in bad_baskets]
     return {"orders": len({r["basket_id"] for r in good}), "paid": sum(_cents(r["sales_value"]) or 0 for r in good),
-            "buyers": len({r["household_id"] for r in good}), "rejected_rows": len(rows) - len(good),
-            "lines": len(good)}
+            "buyers": len({r["household_id"] for r in good}), "rejected_rows": len(selling) - len(good),
+            "skipped_rows": len(rows) - len(selling), "lines": len(good)}
 
 
 def counts(db: Session, tenant_id: int) -> dict[str, int]:
@@ -95,21 +105,23 @@ def test_the_complete_journey_sample_imports_exactly_and_reimports_as_a_no_op(
         (tmp_path / "products.csv.gz").symlink_to((COMPLETEJOURNEY / "products.csv.gz").resolve())
     products = {r["product_id"] for r in _read(COMPLETEJOURNEY / "products.csv.gz")}
     want = expected(rows, products)
-    merchant = make_merchant(db, "cj", "Complete Journey")
+    merchant, _ = service.create_merchant(db, MerchantCreate(slug="cj", name="Complete Journey", currency="USD",
+                                                             timezone="America/Chicago"))  # a US chain
     db.commit()
     mapping = importing.load_mapping("completejourney")
     started = time.perf_counter()
     first = importing.import_orders(session_factory, merchant.id, source, mapping, rejects=tmp_path / "rejects.csv")
     took = time.perf_counter() - started
     print(f"\n{db.get_bind().dialect.name}: {len(rows):,} rows in {took:.1f} s, {len(rows) / took:,.0f} rows/s")
-    assert (first.rows_read, first.orders_created, first.rejected_rows) == (len(rows), want["orders"],
-                                                                           want["rejected_rows"])
+    assert (first.rows_read, first.orders_created, first.rejected_rows, first.skipped_rows) == (
+        len(rows), want["orders"], want["rejected_rows"], want["skipped_rows"])
     stored = counts(db, merchant.id)
     assert {k: stored[k] for k in ("orders", "paid", "buyers", "lines")} == {
         k: want[k] for k in ("orders", "paid", "buyers", "lines")}
     assert stored["events"] == want["orders"]  # one Order Completed per order, in the buyer's stream
     rejects = list(csv.DictReader((tmp_path / "rejects.csv").open(encoding="utf-8")))
-    assert len(rejects) == want["rejected_rows"]
+    assert sum(r["outcome"] == "rejected" for r in rejects) == want["rejected_rows"]
+    assert sum(r["outcome"] == "skipped" for r in rejects) == want["skipped_rows"]
     assert all(r["line"].isdigit() and r["reason"] for r in rejects)
     again = importing.import_orders(session_factory, merchant.id, source, mapping, rejects=tmp_path / "again.csv")
     assert (again.orders_created, again.orders_unchanged, again.refunds_created) == (0, want["orders"], 0)
@@ -176,8 +188,8 @@ def test_bad_rows_are_listed_with_line_and_reason_and_good_ones_kept(
     assert (report.rows_read, report.duplicate_rows) == (9, 1)
     assert (report.orders_created, report.refunds_created, report.rejected_orders, report.rejected_rows) == (
         2, 1, 3, 4)
-    rejects = {r["line"]: r["reason"] for r in csv.DictReader(io.StringIO(
-        Path(report.rejects_file or "").read_text(encoding="utf-8")))}
+    rejects = {r["line"]: r["reason"] for r in csv.DictReader(io.StringIO(  # written as the input was
+        Path(report.rejects_file or "").read_text(encoding="gb18030" if encoding == "gbk" else "utf-8")))}
     assert set(rejects) == {"6", "7", "8", "9"}
     assert "is not a time" in rejects["6"]
     assert "whole number of fen" in rejects["7"]
@@ -195,6 +207,7 @@ def test_bad_rows_are_listed_with_line_and_reason_and_good_ones_kept(
 
 
 def test_the_cli_imports_prints_a_summary_and_reimports_unchanged(database_url: str | None, tmp_path: Path) -> None:
+    """A GBK export in a read-only folder: the rejects go under the var dir, in GBK, and the CLI says where."""
     cli = Cli(tmp_path, database_url)
     cli.run("db", "upgrade")
     cli.run("tenant", "create", "--slug", "huamei", "--name", "华美生活")
@@ -202,14 +215,30 @@ def test_the_cli_imports_prints_a_summary_and_reimports_unchanged(database_url: 
                                            encoding="utf-8")
     cli.run("catalogue", "import", "-t", "huamei", "--products", "products.csv")
     (tmp_path / "custom.toml").write_text(CUSTOM, encoding="utf-8")
-    with gzip.open(tmp_path / "till.csv.gz", "wt", encoding="gbk") as handle:
+    export = tmp_path / "export"
+    export.mkdir()
+    with gzip.open(export / "till.csv.gz", "wt", encoding="gbk") as handle:
         handle.write(HEADER + "\n".join([*GOOD, BAD[0]]) + "\n")
-    args = ("orders", "import", "till.csv.gz", "-t", "huamei", "--mapping", "custom.toml")
-    human = cli.run(*args)
-    assert "orders created" in human.stdout
-    assert "till.csv.gz.rejects.csv" in human.stdout
-    summary = cli.json(*args)
-    assert (summary["orders_created"], summary["orders_unchanged"], summary["refunds_unchanged"],
-            summary["rejected_rows"]) == (0, 2, 1, 1)
-    assert "is not a time" in (tmp_path / "till.csv.gz.rejects.csv").read_text(encoding="utf-8")
-    assert cli.run("orders", "import", "till.csv.gz", "-t", "huamei", "--mapping", "nope", ok=False).returncode == 1
+    export.chmod(0o555)  # a mounted share the import may only read
+    try:
+        args = ("orders", "import", "export/till.csv.gz", "-t", "huamei", "--mapping", "custom.toml")
+        human = cli.run(*args)
+        assert "orders created" in human.stdout
+        assert sorted(p.name for p in export.iterdir()) == ["till.csv.gz"]  # nothing written beside the input
+        written = sorted((tmp_path / "var" / "rejects").glob("till-*.rejects.csv"))
+        assert len(written) == 1
+        assert written[0].name in human.stdout.replace("\n", "")
+        raw = written[0].read_bytes()
+        with pytest.raises(UnicodeDecodeError):
+            raw.decode("utf-8")
+        rejects = list(csv.DictReader(io.StringIO(raw.decode("gbk"))))
+        assert [(r["line"], r["outcome"], r["pay"]) for r in rejects] == [("6", "rejected", "现金")]
+        assert "is not a time" in rejects[0]["reason"]
+        summary = cli.json(*args, "--rejects", "again.csv")
+        assert (summary["orders_created"], summary["orders_unchanged"], summary["refunds_unchanged"],
+                summary["rejected_rows"], summary["rejects_file"]) == (0, 2, 1, 1, "again.csv")
+        assert "is not a time" in (tmp_path / "again.csv").read_text(encoding="gbk")
+        assert cli.run("orders", "import", "export/till.csv.gz", "-t", "huamei", "--mapping", "nope",
+                       ok=False).returncode == 1
+    finally:
+        export.chmod(0o755)

@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from lianjie.commerce import catalogue
+from lianjie.commerce.schemas import ProductIn
 from lianjie.loyalty import programme
 from tests.commerce.test_catalogue import tree
 from tests.factories import bearer, make_admin_key, make_merchant, make_store
@@ -86,4 +88,61 @@ def test_merge_spend_unmerge_through_orders(client: TestClient, db: Session, sho
     assert (two["profile_id"], two["available"], two["tier"]["code"]) == (p2, 149, "member")
     orders = client.get("/api/v1/orders", params={"profile_id": p2}, headers=shop["h"]).json()
     assert [o["order_no"] for o in orders["items"]] == ["SO-2"]
+    check_invariants(db, shop["tenant"])
+
+
+def refund_lines(client: TestClient, shop: dict[str, Any], refund_no: str, *lines: tuple[int, int]) -> None:
+    body = {"refund_no": refund_no, "lines": [{"line_no": n, "quantity": q} for n, q in lines]}
+    response = client.post("/api/v1/orders/SO-9/refunds", json=body, headers=shop["h"])
+    assert response.status_code == 201, response.text
+
+
+def three_lines(client: TestClient, db: Session, shop: dict[str, Any], rules: dict[str, Any]) -> int:
+    """SO-9: 3 x SKU-1 at ¥100 (1x), 1 x SKU-2 at ¥50 (category C2, 3x), 2 x SKU-3 at ¥20 (category C11,
+    excluded); returns the buyer."""
+    catalogue.upsert_product(db, shop["tenant"], ProductIn(sku="SKU-3", name="围巾", category_code="C11",
+                                                           price_fen=2000))
+    programme.save(db, shop["tenant"], {"pending_days": 0, "expiry": {"kind": "never"},
+                                        "multipliers": {"categories": {"C2": "3"}},
+                                        "exclusions": {"categories": ["C11"]}} | rules)
+    db.commit()
+    body = {"order_no": "SO-9", "ordered_at": "2026-11-01T10:00:00+08:00", "channel": "offline",
+            "buyer": {"member_no": "M009"},
+            "lines": [{"sku": "SKU-1", "quantity": 3, "unit_price_fen": 10000},
+                      {"sku": "SKU-2", "quantity": 1, "unit_price_fen": 5000},
+                      {"sku": "SKU-3", "quantity": 2, "unit_price_fen": 2000}]}
+    response = client.post("/api/v1/orders", json=body, headers=shop["h"])
+    assert response.status_code == 201, response.text
+    buyer: int = response.json()["profile_id"]
+    return buyer
+
+
+def test_a_refund_takes_back_what_its_lines_earned(client: TestClient, db: Session, shop: dict[str, Any]) -> None:
+    buyer = three_lines(client, db, shop, {})
+    assert points(client, shop, buyer)["available"] == 300 + 150  # the scarf earns nothing
+    refund_lines(client, shop, "RF-1", (3, 2))  # the excluded scarves: nothing to take back
+    assert points(client, shop, buyer)["available"] == 450
+    refund_lines(client, shop, "RF-2", (2, 1))  # the lipstick earned 3 x 50
+    assert points(client, shop, buyer)["available"] == 300
+    refund_lines(client, shop, "RF-3", (1, 1))  # one of three dresses: a third of 300
+    assert points(client, shop, buyer)["available"] == 200
+    refund_lines(client, shop, "RF-4", (1, 1))
+    refund_lines(client, shop, "RF-5", (1, 1))
+    assert points(client, shop, buyer)["available"] == 0
+    check_invariants(db, shop["tenant"])
+
+
+def test_a_capped_order_takes_back_each_line_s_share_of_the_cap_exactly(
+        client: TestClient, db: Session, shop: dict[str, Any]) -> None:
+    """450 points capped at 100: the dresses' 300 become 66.67 and the lipstick's 150 33.33, rounded
+    down to 66 and 33, and the point left goes to the larger remainder: 67 and 33. Three single
+    dresses then take back 22, 22 and 23 (67 x 1/3, 67 x 2/3 less 22, the rest)."""
+    buyer = three_lines(client, db, shop, {"max_points_per_order": 100})
+    assert points(client, shop, buyer)["available"] == 100
+    taken = []
+    for n, line in enumerate([(1, 1), (2, 1), (1, 1), (1, 1)]):
+        before = points(client, shop, buyer)["available"]
+        refund_lines(client, shop, f"RF-{n}", line)
+        taken.append(before - points(client, shop, buyer)["available"])
+    assert taken == [22, 33, 22, 23]
     check_invariants(db, shop["tenant"])

@@ -18,6 +18,7 @@ from lianjie.commerce.schemas import (
     ProductOut,
     ProductUpdate,
     RefundIn,
+    WarningOut,
 )
 from lianjie.crypto import get_cipher
 from lianjie.errors import ValidationFailed
@@ -91,10 +92,15 @@ OrderWriter = Annotated[Caller, RequireScope("orders:write")]
              responses={200: {"description": "The same order was stored before (a safe replay)."},
                         409: {"description": "The order number is taken by an order with other values."}})
 def create_order(body: OrderIn, response: Response, session: DbSession, caller: OrderWriter) -> OrderOut:
-    """Store a completed order; totals are computed, the buyer is resolved through OneID."""
-    order, created = orders.record_order(session, get_cipher(), caller.tenant_id, body, source=caller.source or "api")
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return orders.order_out(session, order)
+    """Store a completed order; totals are computed, the buyer is resolved through OneID.
+
+    A buyer phone (or e-mail) that cannot be read does not refuse the sale: it is stored without it
+    and the answer lists it under ``warnings``."""
+    outcome = orders.record_one(session, get_cipher(), caller.tenant_id, body, source=caller.source or "api")
+    assert outcome.order is not None
+    _status(response, outcome.status)
+    return orders.order_out(session, outcome.order).model_copy(
+        update={"warnings": [WarningOut(**w) for w in outcome.warnings]})
 
 
 @router.get("/orders", tags=["orders"])

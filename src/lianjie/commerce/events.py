@@ -42,8 +42,9 @@ class OrderCompleted:
 class OrderRefunded:
     """A new refund was stored against an order; ``lines`` hold the refunded quantities and amounts.
 
-    ``refunded_fen`` is this refund's amount; ``order_paid_fen`` the order's original paid amount, so a
-    subscriber can reverse in proportion (refunded_fen / order_paid_fen) without reading commerce tables.
+    Loyalty takes back what the refunded units of each line earned. ``refunded_fen`` is this refund's
+    amount and ``order_paid_fen`` the order's original paid amount, so a subscriber can also reverse in
+    proportion (refunded_fen / order_paid_fen) without reading commerce tables.
     """
 
     tenant_id: int

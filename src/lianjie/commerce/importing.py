@@ -7,7 +7,11 @@ look (negative quantities, or a marker column, with the original order's number)
 
 Rows are grouped by order number; an order any of whose rows is bad is rejected whole and each of its
 rows is listed with its line number and the reason in a rejects CSV, while the good orders go on.
-Exact repeats of a row are skipped. Orders are stored in chunks, each chunk one transaction through
+Exact repeats of a row are skipped. A row of quantity 0 (a voided line) is left out and its order
+kept, and an order stored with a warning (a buyer phone that is not one) is listed too, each with
+its outcome. The rejects file is written in the input's encoding under the var dir.
+
+Orders are stored in chunks, each chunk one transaction through
 :func:`lianjie.commerce.orders.record_orders` (the API's own path, buyers resolved per chunk), so a
 crash loses at most one chunk and a re-run continues: order and refund numbers make every chunk
 idempotent, and refund numbers of return rows are derived deterministically.
@@ -36,7 +40,8 @@ from lianjie.commerce import catalogue, csvfiles
 from lianjie.commerce.models import Order, OrderChannel, Product
 from lianjie.commerce.orders import record_orders
 from lianjie.commerce.refunds import record_refunds
-from lianjie.commerce.schemas import LineIn, OrderIn, RefundIn, RefundLineIn
+from lianjie.commerce.schemas import MAX_PRICE_FEN, LineIn, OrderIn, RefundIn, RefundLineIn
+from lianjie.config import get_settings
 from lianjie.crypto import get_cipher
 from lianjie.db import transaction
 from lianjie.errors import LianjieError, ValidationFailed
@@ -101,7 +106,7 @@ class ProductSpec(BaseModel):
     name: list[str]
     brand: str | None = None
     category: str | None = None
-    price_fen: int = 0
+    price_fen: int = Field(default=0, ge=0, le=MAX_PRICE_FEN)
     only_sold: bool = Field(default=True, description="Load only the products the order file sells.")
 
 
@@ -111,8 +116,8 @@ class Mapping(BaseModel):
     description: str = ""
     encoding: str = Field(default="auto", pattern="^(auto|utf-8|gbk)$")
     delimiter: str = Field(default=",", min_length=1, max_length=1)
-    source: str = "pos"
-    currency: str | None = None
+    source: str = Field(default="pos", min_length=1, max_length=40, description="Stored on each order (40).")
+    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
     channel: OrderChannel = OrderChannel.OFFLINE
     amounts: str = Field(default="fen", pattern="^(fen|yuan)$", description="'yuan': major units with decimals.")
     create_stores: bool = False
@@ -157,6 +162,10 @@ def load_mapping(ref: str | Path) -> Mapping:
 
 class RowError(Exception):
     """A cell that cannot be read; the message names the column."""
+
+
+class SkippedRow(RowError):
+    """A row that sells nothing (quantity 0, as tills print voided lines): left out, its order kept."""
 
 
 @dataclass
@@ -229,7 +238,7 @@ def parse_row(line: int, raw: dict[str, Any], m: Mapping) -> Row:
     if quantity != quantity.to_integral_value():
         raise RowError(f"{c.quantity}: {raw[c.quantity]!r} is not a whole number of units")
     if quantity == 0:
-        raise RowError(f"{c.quantity}: 0; a line sells or returns at least one unit")
+        raise SkippedRow(f"{c.quantity}: 0 units; the line is skipped, the rest of its order imported")
     is_return = _is_return(raw, order_no, quantity, m.returns)
     original = (_cell(raw, m.returns.original_order) if is_return else None) or order_no
     line_no = _cell(raw, c.line_no)
@@ -312,9 +321,23 @@ class ImportReport:
     rejected_orders: int = 0
     stores_created: int = 0
     products_loaded: int = 0
+    skipped_rows: int = 0
+    warned_rows: int = 0
     seconds: float = 0.0
     rejects_file: str | None = None
     rejects: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    warnings: list[tuple[int, str, str, dict[str, Any]]] = field(default_factory=list)  # line, outcome, why, row
+
+    def skip(self, line: int, reason: str, raw: dict[str, Any]) -> None:
+        self.skipped_rows += 1
+        self.warnings.append((line, "skipped", reason, raw))
+
+    def warn(self, rows: list[Row], warnings: list[dict[str, str]]) -> None:
+        """An order stored although part of it could not be used (a buyer phone): said on its first row."""
+        if warnings:
+            self.warned_rows += 1
+            reason = "; ".join(f"{w['field']}: {w['message']}" for w in warnings)
+            self.warnings.append((rows[0].line, "imported", reason, rows[0].raw))
 
     def reject(self, rows: list[Row], reason: str, culprit: int | None = None) -> None:
         """Reject an order's rows; when one row is at fault, the others say so and point at it."""
@@ -328,7 +351,7 @@ class ImportReport:
             self.rejected_rows += 1
 
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "rejects"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("rejects", "warnings")}
 
 
 def _reason(exc: Exception) -> str:
@@ -342,6 +365,21 @@ def _reason(exc: Exception) -> str:
 
 def read_file(path: Path, m: Mapping) -> Iterator[tuple[int, dict[str, Any]]]:
     return csvfiles.read_rows(path, encoding=m.encoding, delimiter=m.delimiter)
+
+
+def default_rejects_path(path: Path, now: dt.datetime | None = None) -> Path:
+    """``<var dir>/rejects/<input name>-<UTC time>.rejects.csv``: never beside the input, whose folder
+    may be read-only (a mounted export share) or shared with the till that wrote it."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    name = path.name
+    for suffix in (".gz", ".csv", ".txt"):
+        name = name.removesuffix(suffix)
+    folder = get_settings().resolved_var_dir / "rejects"
+    target = folder / f"{name}-{stamp}.rejects.csv"
+    n = 1
+    while target.exists():  # two imports of one file in the same second
+        target, n = folder / f"{name}-{stamp}-{n}.rejects.csv", n + 1
+    return target
 
 
 def _group(rows: Iterable[tuple[int, dict[str, Any]]], m: Mapping, report: ImportReport
@@ -360,6 +398,9 @@ def _group(rows: Iterable[tuple[int, dict[str, Any]]], m: Mapping, report: Impor
         seen.add(key)
         try:
             row = parse_row(line, raw, m)
+        except SkippedRow as exc:
+            report.skip(line, str(exc), raw)
+            continue
         except RowError as exc:
             bad.setdefault(str(raw.get(m.columns.order_no)), []).append((line, raw, str(exc)))
             continue
@@ -403,7 +444,8 @@ def _load_products(factory: sessionmaker[Session], tenant_id: int, path: Path, m
         code = re.sub(r"[^A-Za-z0-9_.\-/]+", "-", category).strip("-")[:40] if category else None
         if code:
             categories.setdefault(code, {"code": code, "name": category[:100] if category else code})
-        products.append((line, {"sku": sku, "name": name[:200], "brand": raw.get(spec.brand) if spec.brand else None,
+        brand = raw.get(spec.brand) if spec.brand else None
+        products.append((line, {"sku": sku, "name": name[:200], "brand": brand[:100] if brand else None,
                                 "category_code": code or None, "price_fen": spec.price_fen}))
     with transaction(factory, write=True) as session:
         summary = catalogue.import_catalogue(session, tenant_id, enumerate(categories.values(), 1), products)
@@ -446,7 +488,9 @@ def _import_sales(factory: sessionmaker[Session], tenant_id: int, sales: dict[st
         for (rows, _), outcome in zip(built, outcomes, strict=True):
             if outcome.error is not None:
                 _reject(report, rows, outcome.error)
-            elif outcome.status == "created":
+                continue
+            report.warn(rows, outcome.warnings)
+            if outcome.status == "created":
                 report.orders_created += 1
             else:
                 report.orders_unchanged += 1
@@ -499,7 +543,8 @@ def import_orders(factory: sessionmaker[Session], tenant_id: int, path: Path, ma
     """
     started = time.perf_counter()
     report = ImportReport()
-    sales, returns = _group(read_file(path, mapping), mapping, report)
+    decoded = csvfiles.decode_file(path.read_bytes(), mapping.encoding, str(path))
+    sales, returns = _group(csvfiles.rows_of(decoded.text, mapping.delimiter), mapping, report)
     skus = {row.sku for rows in [*sales.values(), *returns.values()] for row in rows}
     _load_products(factory, tenant_id, path, mapping, skus, report)
     if mapping.create_stores:
@@ -509,21 +554,25 @@ def import_orders(factory: sessionmaker[Session], tenant_id: int, path: Path, ma
     step = advance or (lambda _: None)
     _import_sales(factory, tenant_id, sales, mapping, report, step)
     _import_returns(factory, tenant_id, returns, mapping, report, step)
-    if report.rejects:
-        target = rejects or path.with_name(path.name + ".rejects.csv")
-        write_rejects(target, report.rejects)
+    if report.rejects or report.warnings:
+        target = rejects or default_rejects_path(path)
+        write_rejects(target, [(line, "rejected", reason, raw) for line, reason, raw in report.rejects]
+                      + report.warnings, encoding=decoded.encoding)
         report.rejects_file = str(target)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
 
-def write_rejects(path: Path, rejects: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """``line,reason`` and the row as it was, sorted by line, so it can be fixed and imported again."""
+def write_rejects(path: Path, rows: list[tuple[int, str, str, dict[str, Any]]], *, encoding: str = "utf-8") -> None:
+    """``line,outcome,reason`` and the row as it was, sorted by line, in the input's encoding, so it can
+    be fixed and imported again. ``outcome`` is ``rejected`` (its order was not stored), ``skipped``
+    (the row was left out, its order stored) or ``imported`` (stored, with the warning in ``reason``)."""
     columns: list[str] = []
-    for _, _, raw in rejects:
+    for *_, raw in rows:
         columns.extend(c for c in raw if c not in columns)
-    with path.open("w", encoding="utf-8", newline="") as handle:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding=encoding, newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["line", "reason", *columns])
-        for line, reason, raw in sorted(rejects, key=lambda r: r[0]):
-            writer.writerow([line, reason, *[raw.get(c) or "" for c in columns]])
+        writer.writerow(["line", "outcome", "reason", *columns])
+        for line, outcome, reason, raw in sorted(rows, key=lambda r: r[0]):
+            writer.writerow([line, outcome, reason, *[raw.get(c) or "" for c in columns]])

@@ -45,6 +45,10 @@ class OrderStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+# 64-bit like every money column (migration 0019); SQLite's INTEGER already is, and keeps its declared type.
+PRICE = BigInteger().with_variant(Integer(), "sqlite")
+
+
 def _in(values: type[StrEnum]) -> str:
     return ", ".join(f"'{v.value}'" for v in values)
 
@@ -82,7 +86,7 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(200))
     brand: Mapped[str | None] = mapped_column(String(100), default=None)
     category_code: Mapped[str | None] = mapped_column(String(40), default=None)
-    price_fen: Mapped[int] = mapped_column(Integer)
+    price_fen: Mapped[int] = mapped_column(PRICE)
     status: Mapped[str] = mapped_column(String(16), default=ProductStatus.ACTIVE.value)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -33,17 +33,22 @@ from lianjie.commerce.schemas import (
     RefundLineOut,
     RefundOut,
 )
+from lianjie.commerce.store import lock_numbers
+from lianjie.config import get_settings
 from lianjie.crypto import PiiCipher
 from lianjie.db import utcnow
 from lianjie.domain_events import publish
 from lianjie.errors import Conflict, LianjieError, NotFound, ValidationFailed
 from lianjie.identity import service as identity_service
+from lianjie.identity.identifiers import normalise
 from lianjie.identity.models import Event
 from lianjie.identity.recording import Message, Source, store
 from lianjie.pagination import paginate
 from lianjie.tenants.models import Merchant, Staff, Store
 
 CHUNK = 500
+# How far ahead of the server's clock a till's may run; a time beyond it is a wrong date, not skew.
+FUTURE_TOLERANCE = dt.timedelta(days=1)
 
 
 @dataclass(slots=True)
@@ -74,6 +79,7 @@ class Plan:
     buyer_hash: str | None
     lines: list[PlannedLine]
     discounts: list[dict[str, Any]]
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def list_fen(self) -> int:
@@ -92,6 +98,7 @@ class Outcome:
     status: str
     order: Order | None = None
     error: LianjieError | None = None
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +106,7 @@ class _Refs:
     """Everything a batch refers to, looked up once."""
 
     currency: str
+    max_order_fen: int
     stores: dict[str, int] = field(default_factory=dict)
     store_codes: dict[int, str] = field(default_factory=dict)
     staff: dict[str, int] = field(default_factory=dict)
@@ -116,7 +124,7 @@ def _load_refs(session: Session, tenant_id: int, orders: Sequence[OrderIn]) -> _
     merchant = session.get(Merchant, tenant_id)
     if merchant is None:
         raise NotFound(f"no merchant {tenant_id}", code="merchant_not_found")
-    refs = _Refs(currency=merchant.currency)
+    refs = _Refs(currency=merchant.currency, max_order_fen=get_settings().max_order_fen)
     for code, store_id in session.execute(select(Store.code, Store.id).where(Store.tenant_id == tenant_id)):
         refs.stores[code] = store_id
         refs.store_codes[store_id] = code
@@ -214,7 +222,60 @@ def plan_order(data: OrderIn, refs: _Refs, cipher: PiiCipher) -> Plan:
     if data.paid_fen is not None and data.paid_fen != plan.paid_fen:
         raise ValidationFailed(f"paid_fen is {data.paid_fen} but the lines and discounts come to {plan.paid_fen}",
                                field="paid_fen", code="total_mismatch")
+    plan.warnings = buyer_warnings(data)
     return plan
+
+
+# Identifiers OneID reads (and may find unusable): a phone number, an e-mail address.
+_CHECKED_IDENTIFIERS = {"phone": "a phone number", "email": "an e-mail address"}
+
+
+def buyer_warnings(data: OrderIn) -> list[dict[str, str]]:
+    """Buyer identifiers OneID cannot use, each as ``{"field", "message"}``; the order is stored anyway.
+
+    A till's sale has happened whatever was typed into its phone field, so refusing the order would
+    only lose it; but a phone that does not parse identifies nobody, and the buyer then earns no points
+    and joins no profile. Saying so lets the till (or the import's warnings file) fix it. The value is
+    not repeated in the message: it is personal data.
+    """
+    found = []
+    for kind, what in _CHECKED_IDENTIFIERS.items():
+        value = getattr(data.buyer, kind)
+        if value is not None and normalise(kind, value) is None:
+            found.append({"field": f"buyer.{kind}", "message": f"not {what} that can be read; the order is "
+                                                               "stored without it, and it identifies no buyer"})
+    return found
+
+
+def check_not_future(at: dt.datetime, field_name: str, now: dt.datetime) -> None:
+    """A sale or refund time more than :data:`FUTURE_TOLERANCE` ahead is a mistake (a wrong year, a
+    till's clock), refused before it distorts sales by day, points expiry and the return window."""
+    if at > now + FUTURE_TOLERANCE:
+        raise ValidationFailed(f"{field_name} {at.isoformat()} is more than a day in the future",
+                               field=field_name, code="in_the_future")
+
+
+def check_new_order(plan: Plan, refs: _Refs, now: dt.datetime) -> None:
+    """The rules a new order must meet beyond its shape; a replay of a stored one is not checked again.
+
+    Its currency is the merchant's (amounts in another currency would be summed as if they were
+    fen of this one). No amount exceeds ``max_order_fen`` (``LIANJIE_MAX_ORDER_FEN``): a unit price,
+    a line or the order's total above it is taken for yuan sent as fen, or a scanner's mistake.
+    """
+    data = plan.data
+    if plan.currency != refs.currency:
+        raise ValidationFailed(f"currency {plan.currency} is not the merchant's ({refs.currency})",
+                               field="currency", code="wrong_currency")
+    check_not_future(data.ordered_at.astimezone(dt.UTC), "ordered_at", now)
+    limit = refs.max_order_fen
+    for i, line in enumerate(plan.lines):
+        for name, amount in (("unit_price_fen", line.unit_price_fen), ("list_fen", line.list_fen)):
+            if amount > limit:
+                raise ValidationFailed(f"lines[{i}]: {name} {amount} fen exceeds the limit of {limit} fen an "
+                                       "order", field=f"lines[{i}].{name}", code="amount_too_large")
+    if plan.list_fen > limit:
+        raise ValidationFailed(f"the lines come to {plan.list_fen} fen, above the limit of {limit} fen an order",
+                               field="lines", code="amount_too_large")
 
 
 def buyer_hash(cipher: PiiCipher, data: OrderIn) -> str | None:
@@ -367,9 +428,11 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
     A rejected order changes nothing; the others are stored, their buyers resolved in one pass, and
     ``OrderCompleted`` published once for each new order after the rows are flushed.
     """
+    lock_numbers(session, tenant_id, "order", [o.order_no for o in orders])  # retries wait, then find it stored
     refs = _load_refs(session, tenant_id, orders)
     outcomes: list[Outcome] = []
     planned: dict[str, Plan] = {}
+    now = utcnow()
     for data in orders:
         try:
             plan = plan_order(data, refs, cipher)
@@ -377,13 +440,14 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
             if earlier is not None:
                 _replay(earlier, plan, refs)
                 stored = earlier if isinstance(earlier, Order) else None
-                outcomes.append(Outcome(data.order_no, "unchanged", stored))
+                outcomes.append(Outcome(data.order_no, "unchanged", stored, warnings=plan.warnings))
                 continue
+            check_new_order(plan, refs, now)
         except LianjieError as exc:
             outcomes.append(Outcome(data.order_no, "rejected", error=exc))
             continue
         planned[data.order_no] = plan
-        outcomes.append(Outcome(data.order_no, "created"))
+        outcomes.append(Outcome(data.order_no, "created", warnings=plan.warnings))
     profiles = attributed_profiles(session, tenant_id, cipher, source,
                                    [order_message(plan) for plan in planned.values()])
     new = {no: _new_order(tenant_id, plan, profiles.get(f"order:{no}"), source) for no, plan in planned.items()}
@@ -397,12 +461,20 @@ def record_orders(session: Session, cipher: PiiCipher, tenant_id: int, orders: S
     return outcomes
 
 
-def record_order(session: Session, cipher: PiiCipher, tenant_id: int, data: OrderIn, *,
-                 source: str = "api") -> tuple[Order, bool]:
-    """One order; returns ``(order, created)`` or raises what made it unacceptable."""
+def record_one(session: Session, cipher: PiiCipher, tenant_id: int, data: OrderIn, *,
+               source: str = "api") -> Outcome:
+    """One order, 'created' or 'unchanged' with its warnings; raises what made it unacceptable."""
     outcome = record_orders(session, cipher, tenant_id, [data], source=source)[0]
     if outcome.error is not None:
         raise outcome.error
+    assert outcome.order is not None
+    return outcome
+
+
+def record_order(session: Session, cipher: PiiCipher, tenant_id: int, data: OrderIn, *,
+                 source: str = "api") -> tuple[Order, bool]:
+    """One order; returns ``(order, created)`` or raises what made it unacceptable."""
+    outcome = record_one(session, cipher, tenant_id, data, source=source)
     assert outcome.order is not None
     return outcome.order, outcome.status == "created"
 

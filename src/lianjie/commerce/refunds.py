@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from lianjie.commerce.events import LineFacts, OrderRefunded
 from lianjie.commerce.models import Order, OrderLine, OrderStatus, Refund, RefundLine
-from lianjie.commerce.orders import differences
+from lianjie.commerce.orders import check_not_future, differences
 from lianjie.commerce.schemas import RefundIn
+from lianjie.commerce.store import lock_numbers
 from lianjie.crypto import PiiCipher
 from lianjie.db import is_sqlite, utcnow
 from lianjie.domain_events import publish
@@ -108,7 +109,9 @@ def _by_lines(order: Order, data: RefundIn) -> list[tuple[OrderLine, int, int]]:
 
 def plan_refund(order: Order, data: RefundIn) -> _Planned:
     """Check a new refund against what is left of the order; raises without changing anything."""
-    refunded_at = (data.refunded_at or utcnow()).astimezone(dt.UTC)
+    now = utcnow()
+    refunded_at = (data.refunded_at or now).astimezone(dt.UTC)
+    check_not_future(refunded_at, "refunded_at", now)
     if refunded_at < order.ordered_at:
         raise ValidationFailed("a refund cannot precede its order", field="refunded_at")
     lines = _by_lines(order, data) if data.lines is not None else _whole_order(order)
@@ -134,13 +137,25 @@ def _apply(tenant_id: int, plan: _Planned, source: str) -> Refund:
 
 def _load(session: Session, tenant_id: int, items: Sequence[tuple[str, RefundIn]]
           ) -> tuple[dict[str, Order], dict[str, tuple[Refund, str]]]:
+    """The batch's orders, locked, and the refunds already stored under its numbers.
+
+    Two refunds of one order with different numbers must not both read what is left to refund and
+    both take it (20 whole-order refunds at once were all accepted on PostgreSQL): each locks the
+    order rows (``SELECT … FOR UPDATE``, in id order) before reading their refundable amounts, so the
+    second reads what the first left. Two sends of one refund number wait on the number's lock
+    (commerce/store.py) and the second finds the first stored. SQLite's write transaction already
+    lets one writer in at a time.
+    """
     order_nos = sorted({no for no, _ in items})
     refund_nos = sorted({data.refund_no for _, data in items})
+    lock_numbers(session, tenant_id, "refund", refund_nos)
     orders: dict[str, Order] = {}
     for start in range(0, len(order_nos), CHUNK):
+        # Locked before anything refundable is read: refunds of one order take turns (see _load's doc).
         orders.update((o.order_no, o) for o in session.scalars(
             select(Order).options(selectinload(Order.lines))
-            .where(Order.tenant_id == tenant_id, Order.order_no.in_(order_nos[start:start + CHUNK]))))
+            .where(Order.tenant_id == tenant_id, Order.order_no.in_(order_nos[start:start + CHUNK]))
+            .order_by(Order.id).with_for_update(of=Order).execution_options(populate_existing=True)))
     existing: dict[str, tuple[Refund, str]] = {}
     for start in range(0, len(refund_nos), CHUNK):
         for refund, order_no in session.execute(

@@ -10,15 +10,19 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from lianjie.commerce.models import OrderChannel, OrderStatus, ProductStatus
 
-Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}$")]
+# Every bound below is at most its column's length (PostgreSQL enforces VARCHAR(n); SQLite does not).
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}$")]  # a SKU: 64
+CategoryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,39}$")]  # 40
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+MAX_PRICE_FEN = 10**11
 
 
 class CategoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: Code
-    name: Text
-    parent_code: Code | None = Field(default=None, description="None for a top-level category.")
+    code: CategoryCode
+    name: Name
+    parent_code: CategoryCode | None = Field(default=None, description="None for a top-level category.")
 
 
 class CategoryOut(BaseModel):
@@ -35,18 +39,18 @@ class ProductIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: Code
     name: Text
-    brand: Text | None = None
-    category_code: Code | None = None
-    price_fen: int = Field(ge=0, le=10**11, description="List price in fen (¥199.00 = 19900).")
+    brand: Name | None = None
+    category_code: CategoryCode | None = None
+    price_fen: int = Field(ge=0, le=MAX_PRICE_FEN, description="List price in fen (¥199.00 = 19900).")
     status: ProductStatus = ProductStatus.ACTIVE
 
 
 class ProductUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text | None = None
-    brand: Text | None = None
-    category_code: Code | None = None
-    price_fen: int | None = Field(default=None, ge=0, le=10**11)
+    brand: Name | None = None
+    category_code: CategoryCode | None = None
+    price_fen: int | None = Field(default=None, ge=0, le=MAX_PRICE_FEN)
     status: ProductStatus | None = None
 
 
@@ -74,12 +78,16 @@ Fen = Annotated[int, Field(ge=0, le=10**12)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 OrderNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/:#]{0,63}$")]
 Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+OpenId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+AppId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
 class BuyerIn(BaseModel):
     """Whatever the channel knows of the buyer; every field is optional and none at all means a guest.
 
     The names are OneID's identifier types; an openid needs the app it belongs to (``wechat_appid``).
+    OneID keeps an openid as ``appid:openid`` in a 200-character column, hence their shorter bounds
+    (WeChat's own are 18 and 28 characters).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -89,8 +97,8 @@ class BuyerIn(BaseModel):
     phone: Ident | None = None
     email: Ident | None = None
     wechat_unionid: Ident | None = None
-    wechat_openid: Ident | None = None
-    wechat_appid: Ident | None = None
+    wechat_openid: OpenId | None = None
+    wechat_appid: AppId | None = None
     wecom_external_userid: Ident | None = None
     device_id: Ident | None = None
 
@@ -199,10 +207,18 @@ class OrderSummaryOut(BaseModel):
     status: OrderStatus
 
 
+class WarningOut(BaseModel):
+    field: str = Field(description="Where in the request, e.g. 'buyer.phone'.")
+    message: str
+
+
 class OrderOut(OrderSummaryOut):
     discounts: list[dict[str, Any]]
     lines: list[LineOut]
     refunds: list[RefundOut]
+    warnings: list[WarningOut] = Field(default_factory=list, description=(
+        "What in this request could not be used although the order was stored (a buyer phone that is not "
+        "a phone number); answered to the request that sent it, a replay included, and not stored."))
 
 
 class RefundLineIn(BaseModel):

@@ -15,6 +15,7 @@ Spending takes the soonest-expiring spendable lots first (lots that never expire
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
 
@@ -408,8 +409,14 @@ def earn(session: Session, tenant_id: int, profile_id: int, key: str, *, points:
 
 
 def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: str, paid_fen: int,
-                   lines: list[tuple[str, str | None, int]], ordered_at: dt.datetime) -> Result:
-    """Points an order earns by the programme's rules and the buyer's tier, pending for the return window."""
+                   lines: list[tuple[str, str | None, int]], ordered_at: dt.datetime,
+                   units: Sequence[tuple[int, int]] | None = None) -> Result:
+    """Points an order earns by the programme's rules and the buyer's tier, pending for the return window.
+
+    ``units`` gives each line's (line number, quantity), in the order of ``lines``: the operation's
+    outcome then keeps what each line earned (``{"lines": [[line_no, quantity, points], …]}``), which
+    is what a refund of that line takes back (:func:`reverse_for_refund`).
+    """
     conn = session.connection()
     request = {"order_no": order_no, "paid_fen": paid_fen}
     got = _gather(session, conn, tenant_id, profile_id, f"order:{order_no}", OperationKind.ORDER, request,
@@ -420,19 +427,28 @@ def earn_for_order(session: Session, tenant_id: int, profile_id: int, order_no: 
     # A paid plan's multiplier stacks with the tier's: 2x for gold times 1.5x for an Executive plan is 3x.
     factor = tiers.multiplier(session, got.config, got.customer.profile_ids) * benefits.multiplier_for_ids(
         session, tenant_id, got.customer.profile_ids, ordered_at)
-    points = got.config.order_points(lines, factor)
+    per_line = got.config.order_line_points(lines, factor)
+    points = sum(per_line)
     writer = _Writer(conn, tenant_id, got.op_id, utcnow(), got.new_lot_id)
     if points > 0:
         _credit(writer, got.config, got.accounts[profile_id], points, ordered_at)
         writer.operation_values["points"] = points
+        if units is not None:
+            writer.operation_values["outcome"] = {
+                "lines": [[no, quantity, earned] for (no, quantity), earned in zip(units, per_line, strict=True)]}
     writer.flush()
     tiers.upgrade_if_qualified(session, got.config, tenant_id, got.customer.root, got.customer.profile_ids)
     return Result(got.op_id, OperationKind.ORDER.value, points)
 
 
 def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_no: str, refunded_fen: int,
-                       order_paid_fen: int) -> Result | None:
-    """Take back an order's points in proportion to the refunded value (see :func:`_reverse`)."""
+                       order_paid_fen: int, lines: Sequence[tuple[int, int]] = ()) -> Result | None:
+    """Take back the points the refunded lines earned (see :func:`_line_target` and :func:`_reverse`).
+
+    ``lines`` are the refund's (line number, quantity). An order whose earning kept no per-line record
+    (earned before lines were recorded), or a refund naming no lines, takes back in proportion to the
+    refunded value instead. Either way, never more than the order earned in all.
+    """
     conn = session.connection()
     order_op = session.execute(select(OPERATIONS).where(OPERATIONS.c.tenant_id == tenant_id,
                                                         OPERATIONS.c.idempotency_key == f"order:{order_no}")).first()
@@ -448,16 +464,50 @@ def reverse_for_refund(session: Session, tenant_id: int, order_no: str, refund_n
     earlier = session.execute(select(OPERATIONS.c.spend_fen, OPERATIONS.c.outcome).where(
         OPERATIONS.c.tenant_id == tenant_id, OPERATIONS.c.order_no == order_no,
         OPERATIONS.c.kind == OperationKind.REVERSE.value, OPERATIONS.c.id != op_id)).all()
-    refunded_total = min(-sum(r.spend_fen for r in earlier) + refunded_fen, order_paid_fen)
-    # Cumulative, so that three partial refunds of a third each take back exactly what one would.
-    target = order_op.points * refunded_total // order_paid_fen if order_paid_fen > 0 else order_op.points
-    wanted = max(0, target - sum((r.outcome or {}).get("reversed", 0) for r in earlier))
+    reversed_before = sum((r.outcome or {}).get("reversed", 0) for r in earlier)
+    earned_lines = (order_op.outcome or {}).get("lines")
+    if earned_lines and lines:
+        wanted, taken_lines = _line_target(earned_lines, earlier, lines)
+    else:
+        refunded_total = min(-sum(r.spend_fen for r in earlier) + refunded_fen, order_paid_fen)
+        # Cumulative, so that three partial refunds of a third each take back exactly what one would.
+        target = order_op.points * refunded_total // order_paid_fen if order_paid_fen > 0 else order_op.points
+        wanted, taken_lines = target - reversed_before, {}
+    wanted = max(0, min(wanted, order_op.points - reversed_before))
     writer = _Writer(conn, tenant_id, op_id, utcnow())
-    outcome = _reverse(session, writer, config, customer, accounts, order_op.id, wanted)
+    outcome: dict[str, Any] = _reverse(session, writer, config, customer, accounts, order_op.id, wanted)
+    if taken_lines:
+        outcome["lines"] = taken_lines  # the units this refund returned, per line: where the next one starts
     points = -(wanted - outcome.get("written_off", 0))
     writer.operation_values |= {"points": points, "outcome": outcome}
     writer.flush()
     return Result(op_id, OperationKind.REVERSE.value, points, outcome=outcome)
+
+
+def _line_target(earned: list[list[int]], earlier: Sequence[Any], lines: Sequence[tuple[int, int]]
+                 ) -> tuple[int, dict[str, int]]:
+    """Points the refunded units earned: a line's points times the share of its units returned,
+    cumulatively over the order's refunds so that they add up exactly. Example: a line of 3 units that
+    earned 100 gives back 33 (100 x 1/3), then 33 (100 x 2/3 less 33), then 34 (the rest).
+
+    Returns the points and ``{line_no: units}`` of this refund, which the operation's outcome keeps
+    for the next refund of the order to start from.
+    """
+    by_line = {int(no): (int(quantity), int(points)) for no, quantity, points in earned}
+    before: dict[int, int] = {}
+    for row in earlier:
+        for no, units in ((row.outcome or {}).get("lines") or {}).items():
+            before[int(no)] = before.get(int(no), 0) + int(units)
+    wanted, taken = 0, {}
+    for no, units in lines:
+        if no not in by_line:
+            continue  # a line that earned nothing (or was added after): nothing to take back
+        quantity, points = by_line[no]
+        done = min(before.get(no, 0), quantity)
+        after = min(done + units, quantity)
+        wanted += points * after // quantity - points * done // quantity
+        taken[str(no)] = after - done
+    return wanted, taken
 
 
 def _reverse(session: Session, writer: _Writer, config: ProgrammeConfig, customer: Customer,

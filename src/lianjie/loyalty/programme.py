@@ -8,8 +8,10 @@ end of the year after next, no tiers). Reading never writes.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+from fractions import Fraction
 from functools import lru_cache
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -123,6 +125,27 @@ class ProgrammeConfig(Strict):
         total = sum((self.line_points(*line) for line in lines), Decimal(0)) * tier_multiplier
         points = int(total.to_integral_value(rounding=ROUND_FLOOR))
         return min(points, self.max_points_per_order) if self.max_points_per_order else points
+
+    def order_line_points(self, lines: list[tuple[str, str | None, int]], tier_multiplier: Decimal) -> list[int]:
+        """What each line earned of :meth:`order_points`, so that a refund of a line takes back its own.
+
+        Each line's exact points (its multiplier or exclusion, times the tier's) are scaled to the
+        order's total, rounded down, and the few points rounding leaves go to the largest remainders
+        (the first line among equals), so the lines always add up to the order exactly. Scaling is
+        also what a per-order cap does: capped at 100, lines worth 300 and 150 earned 66.67 and 33.33,
+        that is 67 and 33.
+        """
+        total = self.order_points(lines, tier_multiplier)
+        exact = [Fraction(self.line_points(*line) * tier_multiplier) for line in lines]
+        whole = sum(exact, Fraction(0))
+        if total == 0 or whole == 0:
+            return [0] * len(lines)
+        scaled = [value * total / whole for value in exact]
+        shares = [math.floor(value) for value in scaled]
+        by_remainder = sorted(range(len(lines)), key=lambda i: (shares[i] - scaled[i], i))
+        for i in by_remainder[:total - sum(shares)]:
+            shares[i] += 1
+        return shares
 
     def tier(self, code: str | None) -> Tier | None:
         return next((t for t in self.tiers if t.code == code), None)

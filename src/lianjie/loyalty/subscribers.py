@@ -1,5 +1,5 @@
 """Loyalty's reactions to other domains' events: orders earn points and redeem the coupons they name,
-refunds take points back and (in full) give coupons back, merges and unmerges re-evaluate tiers;
+refunds take back the points their lines earned and (in full) give coupons back, merges and unmerges re-evaluate tiers;
 orders with a plan's SKU buy paid memberships, the rest accrues their reward, refunds refund them,
 and merges apply the membership merge policy (split back on unmerge). Coupons need nothing on a
 merge: they stay with their base profile and are read per customer.
@@ -24,12 +24,12 @@ def on_order_completed(session: Session, event: OrderCompleted) -> None:
         return  # a guest: nobody to credit
     lines = [(line.sku, line.category_code, line.paid_fen) for line in event.lines]
     ledger.earn_for_order(session, event.tenant_id, event.profile_id, event.order_no, event.paid_fen, lines,
-                          event.ordered_at)
+                          event.ordered_at, units=[(line.line_no, line.quantity) for line in event.lines])
 
 
 def on_order_refunded(session: Session, event: OrderRefunded) -> None:
     ledger.reverse_for_refund(session, event.tenant_id, event.order_no, event.refund_no, event.refunded_fen,
-                              event.order_paid_fen)
+                              event.order_paid_fen, [(line.line_no, line.quantity) for line in event.lines])
     coupons.restore_for_refund(session, event)
 
 
