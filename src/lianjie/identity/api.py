@@ -104,9 +104,10 @@ def erase_profile(profile_id: RowId, session: DbSession, caller: Writer) -> dict
 
 @router.get("/identity/merges", tags=["identity graph"])
 def list_merges(session: DbSession, caller: Reader, profile_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-                limit: Limit = 100) -> list[MergeOut]:
-    rows = merging.list_merges(session, caller.tenant_id, profile_id=profile_id, limit=limit)
-    return [MergeOut.model_validate(m) for m in rows]
+                limit: Limit = 100, offset: Offset = 0) -> Page[MergeOut]:
+    """Merges, newest first (``profile_id``: those of that profile's customer)."""
+    rows, total = merging.list_merges(session, caller.tenant_id, profile_id=profile_id, limit=limit, offset=offset)
+    return Page(items=[MergeOut.model_validate(m) for m in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("/identity/merges/{merge_id}/undo", tags=["identity graph"])
@@ -117,9 +118,11 @@ def undo_merge(merge_id: RowId, session: DbSession, caller: Writer, body: Unmerg
 
 
 @router.get("/identity/conflicts", tags=["identity graph"])
-def list_conflicts(session: DbSession, caller: Reader, open_only: bool = True, limit: Limit = 100) -> list[ConflictOut]:
-    return [ConflictOut.model_validate(c)
-            for c in merging.list_conflicts(session, caller.tenant_id, open_only=open_only, limit=limit)]
+def list_conflicts(session: DbSession, caller: Reader, open_only: bool = True, limit: Limit = 100,
+                   offset: Offset = 0) -> Page[ConflictOut]:
+    """Links refused because of a per-customer limit, newest first (``open_only=false``: resolved ones too)."""
+    rows, total = merging.list_conflicts(session, caller.tenant_id, open_only=open_only, limit=limit, offset=offset)
+    return Page(items=[ConflictOut.model_validate(c) for c in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("/identity/conflicts/{conflict_id}/resolve", tags=["identity graph"])

@@ -25,17 +25,20 @@ from lianjie.identity.models import Identifier, IdentityConflict, Merge, Profile
 from lianjie.identity.resolution import lock_identity_graph
 from lianjie.identity.schemas import SuspiciousValue
 from lianjie.identity.service import identifier_value, mask, members, root_of
+from lianjie.pagination import paginate
 
 
 def list_merges(session: Session, tenant_id: int, *, profile_id: int | None = None,
-                include_undone: bool = True, limit: int = 100) -> Sequence[Merge]:
+                include_undone: bool = True, limit: int = 100, offset: int = 0) -> tuple[Sequence[Merge], int]:
+    """A page of the merchant's merges, newest first, and how many match (``profile_id``: the
+    merges of that profile's customer, its merged profiles' included)."""
     query = select(Merge).where(Merge.tenant_id == tenant_id)
     if profile_id is not None:
         ids = [p.id for p in members(session, tenant_id, root_of(session, tenant_id, profile_id))]
         query = query.where(Merge.survivor_id.in_(ids) | Merge.merged_id.in_(ids))
     if not include_undone:
         query = query.where(Merge.undone_at.is_(None))
-    return session.scalars(query.order_by(Merge.id.desc()).limit(limit)).all()
+    return paginate(session, query.order_by(Merge.id.desc()), limit, offset)
 
 
 def _root(session: Session, profile_id: int) -> int:
@@ -67,12 +70,13 @@ def unmerge(session: Session, tenant_id: int, merge_id: int, reason: str = "oper
     return merge
 
 
-def list_conflicts(session: Session, tenant_id: int, *, open_only: bool = True,
-                   limit: int = 100) -> Sequence[IdentityConflict]:
+def list_conflicts(session: Session, tenant_id: int, *, open_only: bool = True, limit: int = 100,
+                   offset: int = 0) -> tuple[Sequence[IdentityConflict], int]:
+    """A page of the merchant's conflicts (``open_only``: not resolved yet), newest first, and how many match."""
     query = select(IdentityConflict).where(IdentityConflict.tenant_id == tenant_id)
     if open_only:
         query = query.where(IdentityConflict.resolved_at.is_(None))
-    return session.scalars(query.order_by(IdentityConflict.id.desc()).limit(limit)).all()
+    return paginate(session, query.order_by(IdentityConflict.id.desc()), limit, offset)
 
 
 def resolve_conflict(session: Session, tenant_id: int, conflict_id: int) -> IdentityConflict:
