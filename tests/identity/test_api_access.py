@@ -28,7 +28,7 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/identity/merges/{merge}/undo", "profiles:write",
              route="/api/v1/identity/merges/{merge_id}/undo"),
     Endpoint("GET", "/api/v1/identity/conflicts", "profiles:read"),
-    Endpoint("POST", "/api/v1/identity/conflicts/{conflict}/resolve", "profiles:write",
+    Endpoint("POST", "/api/v1/identity/conflicts/{conflict}/resolve", "profiles:write", {"decision": "keep"},
              route="/api/v1/identity/conflicts/{conflict_id}/resolve"),
     Endpoint("GET", "/api/v1/identity/suspicious", "profiles:read"),
     Endpoint("POST", "/api/v1/identity/blocked", "profiles:write", {"type": "phone", "value": "13912340000"}),

@@ -12,7 +12,7 @@ from lianjie.crypto import get_cipher
 from lianjie.errors import ValidationFailed
 from lianjie.http import DbSession, RowId
 from lianjie.identity import merging, privacy, service
-from lianjie.identity.config import load_config, save_config
+from lianjie.identity.config import load_config
 from lianjie.identity.schemas import (
     BlockIn,
     ConflictOut,
@@ -22,6 +22,7 @@ from lianjie.identity.schemas import (
     MergeOut,
     ProfileOut,
     ProfileSummary,
+    ResolveIn,
     SuspiciousValue,
     TagsIn,
     UnmergeIn,
@@ -126,8 +127,11 @@ def list_conflicts(session: DbSession, caller: Reader, open_only: bool = True, l
 
 
 @router.post("/identity/conflicts/{conflict_id}/resolve", tags=["identity graph"])
-def resolve_conflict(conflict_id: RowId, session: DbSession, caller: Writer) -> ConflictOut:
-    return ConflictOut.model_validate(merging.resolve_conflict(session, caller.tenant_id, conflict_id))
+def resolve_conflict(conflict_id: RowId, body: ResolveIn, session: DbSession, caller: Writer) -> ConflictOut:
+    """Resolve a conflict with a decision (keep, split or block_value; see the body's schema). The same
+    decision again answers 200 with the stored resolution; another one on a resolved conflict is a 409."""
+    return ConflictOut.model_validate(merging.resolve_conflict(session, get_cipher(), caller.tenant_id, conflict_id,
+                                                               body.decision, body.note))
 
 
 @router.get("/identity/suspicious", tags=["identity graph"])
@@ -153,4 +157,5 @@ def get_settings(session: DbSession, caller: Reader) -> dict[str, Any]:
 
 @router.put("/identity/settings", tags=["identity graph"])
 def put_settings(body: dict[str, Any], session: DbSession, caller: Writer) -> dict[str, Any]:
-    return save_config(session, caller.tenant_id, body).to_json()
+    """Replace the identifier types and blocked values (removing a value here unblocks it)."""
+    return merging.update_settings(session, caller.tenant_id, body).to_json()
