@@ -39,8 +39,42 @@ def upgrade() -> None:
         batch.add_column(sa.Column("outcome", sa.JSON(), nullable=True))
     op.execute("UPDATE identity_conflicts SET decision = 'keep' WHERE resolved_at IS NOT NULL")
 
+    op.create_table(
+        "job_runs",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("job", sa.String(length=64), nullable=False),
+        sa.Column("trigger", sa.String(length=16), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("error", sa.String(length=2000), nullable=True),
+        sa.Column("result", sa.JSON(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_runs")),
+    )
+    op.create_index("ix_job_runs_job_id", "job_runs", ["job", "id"], unique=False)
+    op.create_table(
+        "job_run_merchants",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("run_id", BIG_ID, nullable=False),
+        sa.Column("tenant_id", BIG_ID, nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("error", sa.String(length=2000), nullable=True),
+        sa.Column("result", sa.JSON(), nullable=True),
+        sa.ForeignKeyConstraint(["run_id"], ["job_runs.id"], name=op.f("fk_job_run_merchants_run_id_job_runs"),
+                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["tenant_id"], ["merchants.id"],
+                                name=op.f("fk_job_run_merchants_tenant_id_merchants"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_run_merchants")),
+        sa.UniqueConstraint("run_id", "tenant_id", name=op.f("uq_job_run_merchants_run_id_tenant_id")),
+    )
+    op.create_index("ix_job_run_merchants_tenant_run", "job_run_merchants", ["tenant_id", "run_id"], unique=False)
+
 
 def downgrade() -> None:
+    op.drop_index("ix_job_run_merchants_tenant_run", table_name="job_run_merchants")
+    op.drop_table("job_run_merchants")
+    op.drop_index("ix_job_runs_job_id", table_name="job_runs")
+    op.drop_table("job_runs")
     with op.batch_alter_table("identity_conflicts") as batch:
         for column in ("outcome", "note", "resolved_by", "decision", "identifier_type", "identifier_id"):
             batch.drop_column(column)

@@ -96,14 +96,18 @@ def _conflict_over_a_phone(db: Session, tenant_id: int, client: TestClient, head
     assert send(db, tenant_id, msg("identify", userId="B1", traits={"phone": PHONE})).merges == 1
     assert send(db, tenant_id, msg("identify", userId="A1", traits={"phone": PHONE})).conflicts == 1
     db.commit()
-    (conflict,) = client.get("/api/v1/identity/conflicts", headers=headers).json()["items"]
+    items: list[dict[str, Any]] = client.get("/api/v1/identity/conflicts", headers=headers).json()["items"]
+    (conflict,) = items
     return conflict
 
 
 def _customer(client: TestClient, headers: dict[str, str], **identifier: str) -> dict[str, Any] | None:
     found = client.get("/api/v1/profiles", params=identifier, headers=headers).json()["items"]
     assert len(found) <= 1
-    return client.get(f"/api/v1/profiles/{found[0]['id']}", headers=headers).json() if found else None
+    if not found:
+        return None
+    person: dict[str, Any] = client.get(f"/api/v1/profiles/{found[0]['id']}", headers=headers).json()
+    return person
 
 
 def _resolve(client: TestClient, headers: dict[str, str], conflict_id: int, decision: str,
