@@ -3,12 +3,21 @@ decision (the graph checked afterwards), and every review write in the audit log
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from lianjie import migrate
+from lianjie.crypto import get_cipher
+from lianjie.db import create_db_engine, make_session_factory, transaction
+from lianjie.errors import Conflict
+from lianjie.identity import merging
+from lianjie.identity.config import load_config
+from lianjie.identity.schemas import Decision
 from tests.factories import bearer, make_admin_key, make_merchant
 from tests.identity.helpers import customers, msg, send
 
@@ -293,3 +302,46 @@ def test_every_review_write_is_in_the_audit_log(client: TestClient, db: Session,
     assert erase["after"]["profile_ids"] == [person["id"], *person["merged_ids"]]
     assert "A1" not in str(erase["after"])
     assert "XA" not in str(erase["after"])
+
+
+def test_two_operators_deciding_at_once_one_decision_applies(database_url: str | None, tmp_path: Path) -> None:
+    """Committed transactions on threads of their own: a split and a block of one conflict at the same
+    moment; one is applied, the other is refused with 409, and the graph shows only the first."""
+    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'lianjie.db'}")
+    migrate.upgrade_engine(engine)
+    factory = make_session_factory(engine)
+    with transaction(factory, write=True) as session:
+        shop = make_merchant(session)
+        send(session, shop.id, msg("identify", userId="A1", traits={"wechat_unionid": "XA"}))
+        send(session, shop.id, msg("identify", userId="B1", traits={"wechat_unionid": "XB", "phone": PHONE}))
+        send(session, shop.id, msg("identify", userId="A1", traits={"phone": PHONE}))
+        conflict_id = merging.list_conflicts(session, shop.id)[0][0].id
+        tenant_id = shop.id
+    start = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def decide(decision: Decision) -> None:
+        start.wait()
+        try:
+            with transaction(factory, write=True) as session:
+                merging.resolve_conflict(session, get_cipher(), tenant_id, conflict_id, decision)
+            outcomes[decision.value] = "applied"
+        except Conflict as exc:
+            outcomes[decision.value] = exc.code
+
+    threads = [threading.Thread(target=decide, args=(d,)) for d in (Decision.SPLIT, Decision.BLOCK_VALUE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["applied", "conflict_already_resolved"]
+    (winner,) = [d for d, outcome in outcomes.items() if outcome == "applied"]
+    with transaction(factory) as session:
+        (conflict,), _ = merging.list_conflicts(session, tenant_id, open_only=False)
+        holder = customers(session, tenant_id, phone=PHONE)
+        blocked = "+86" + PHONE in load_config(session, tenant_id).blocked.get("phone", frozenset())
+        b1 = customers(session, tenant_id, user_id="B1")
+    engine.dispose()
+    assert conflict.decision == winner
+    assert blocked == (winner == "block_value")
+    assert (holder == b1) == (winner == "block_value")  # a split moved the phone off B1's customer
