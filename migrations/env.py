@@ -11,6 +11,7 @@ import lianjie.audience.models  # noqa: F401  (registers the tables on Base.meta
 import lianjie.audience.segments.models  # noqa: F401
 import lianjie.commerce.models  # noqa: F401
 import lianjie.identity.models  # noqa: F401
+import lianjie.jobruns  # noqa: F401
 import lianjie.loyalty.coalition.models  # noqa: F401
 import lianjie.loyalty.coupons.models  # noqa: F401
 import lianjie.loyalty.membership.models  # noqa: F401

@@ -89,6 +89,11 @@ def test_operator_reviews_identities_from_the_cli(cli: Cli, database_url: str | 
     cli.run("db", "upgrade")
     loaded = cli.json("demo", "load", "--scale", "tiny")
     assert loaded["events"]["accepted"] > 0
+    (coalition,) = loaded["coalitions"]
+    assert coalition["cards"] > 0
+    month = cli.json("coalition", "statement", "2026-10", "-c", coalition["code"])
+    assert sum(line["points_issued"] for line in month["lines"]) > 0
+    assert cli.json("demo", "load", "--scale", "tiny", "--if-empty")["loaded"] is False
     slug = loaded["merchants"][0]["slug"]
     truth = next((Path(loaded["world"]) / "truth").glob(f"{slug}-customers.csv")).read_text().splitlines()
     header = truth[0].split(",")

@@ -13,6 +13,7 @@ from tests.loyalty.coupons.test_api import ENDPOINTS as COUPONS
 from tests.loyalty.membership.test_api import ENDPOINTS as MEMBERSHIP
 from tests.loyalty.test_api import ENDPOINTS as LOYALTY
 from tests.tenants.test_api import ENDPOINTS as TENANTS
+from tests.test_jobs_api import ENDPOINTS as JOBS
 
 
 def test_every_admin_route_is_in_an_access_table(client: TestClient) -> None:
@@ -22,4 +23,4 @@ def test_every_admin_route_is_in_an_access_table(client: TestClient) -> None:
               for method in ops}
     assert routes == {e.template for e in [*TENANTS, *IDENTITY, *CATALOGUE, *ORDERS, *LOYALTY, *MEMBERSHIP,
                                                 *COALITION, *COUPONS, *AUDIENCE, *ANALYTICS,
-                                                *SEGMENTS]}
+                                                *SEGMENTS, *JOBS]}

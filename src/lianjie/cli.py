@@ -34,6 +34,7 @@ from lianjie.commerce import catalogue, csvfiles, importing
 from lianjie.config import get_settings
 from lianjie.crypto import get_cipher
 from lianjie.db import engine_from_settings, make_session_factory, utcnow
+from lianjie.demo import coalition as demo_coalition
 from lianjie.demo import generate as demo_generate
 from lianjie.demo import load as demo_load
 from lianjie.errors import LianjieError
@@ -539,8 +540,11 @@ def demo_load_cmd(scale: ScaleOpt = "small", seed: int = 42,
     demo_load.save_keys(keys_path, loads)
     events = _load_demo_events(world_dir, world, loads, quiet=as_json)
     orders = _load_demo_orders(world_dir, world, loads, quiet=as_json)
+    coalitions = _load_demo_coalitions(world_dir, world, loads, quiet=as_json)
+    demo_load.save_keys(keys_path, [demo_load.MerchantLoad(c.operator, c.operator_id, c.created, keys=c.keys)
+                                    for c in coalitions])
     payload = {"loaded": True, "world": str(world_dir), "keys_file": str(keys_path), "events": events,
-               "orders": orders,
+               "orders": orders, "coalitions": [c.summary() for c in coalitions],
                "merchants": [{"slug": m.slug, "id": m.tenant_id, "created": m.created, "stores": m.stores,
                               "staff": m.staff, "products": m.products, "keys": m.keys} for m in loads]}
 
@@ -552,6 +556,9 @@ def demo_load_cmd(scale: ScaleOpt = "small", seed: int = 42,
                       f"{events['merges']:,.0f} merges, {events['rate']:,.0f} events/s")
         console.print(f"orders: {orders['orders_created']:,} stored, {orders['orders_unchanged']:,} already there, "
                       f"{orders['refunds_created']:,} refunds, {orders['rate']:,.0f} rows/s")
+        for c in coalitions:
+            console.print(f"coalition {c.code} (run by {c.operator}, members {', '.join(c.members)}): {c.cards:,} "
+                          f"cards, {c.earned:,} points earned, {c.redeemed:,} redeemed, {c.bought:,} bought")
         console.print(f"API keys for the demo merchants are in {keys_path}")
 
     emit(as_json, payload, human)
@@ -580,6 +587,26 @@ def _load_demo_events(world_dir: Path, world: dict[str, Any], loads: list[demo_l
     totals["seconds"] = round(seconds, 2)
     totals["rate"] = round((totals["accepted"] + totals["duplicates"]) / seconds) if seconds else 0.0
     return totals
+
+
+def _load_demo_coalitions(world_dir: Path, world: dict[str, Any], loads: list[demo_load.MerchantLoad],
+                          *, quiet: bool) -> list[demo_coalition.CoalitionLoad]:
+    """The world's coalitions: operator, members' terms, cards and points (after the orders, whose
+    members' profiles the cards link)."""
+    tenant_ids = {m.slug: m.tenant_id for m in loads}
+    engine = engine_from_settings(get_settings())
+    try:
+        with Progress(console=err, disable=quiet) as progress:
+            task = progress.add_task("loading the coalition", total=None)
+            loaded = []
+            for spec in world.get("coalitions", []):
+                started = time.perf_counter()
+                loaded.append(demo_coalition.load_coalition(make_session_factory(engine), world_dir, world, spec,
+                                                            tenant_ids, advance=lambda n: progress.advance(task, n)))
+                loaded[-1].seconds = round(time.perf_counter() - started, 2)
+            return loaded
+    finally:
+        engine.dispose()
 
 
 def _load_demo_orders(world_dir: Path, world: dict[str, Any], loads: list[demo_load.MerchantLoad],

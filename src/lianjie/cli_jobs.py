@@ -8,12 +8,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from lianjie import jobs
-from lianjie.cli_support import JsonFlag, console, emit, err
+from lianjie import jobruns, jobs
+from lianjie.cli_support import JsonFlag, console, emit, err, unit_of_work
 from lianjie.config import get_settings
 
-jobs_app = typer.Typer(help="Background jobs (expiry, tiers, warehouse sync, traits): the schedule and a worker.",
-                       no_args_is_help=True)
+jobs_app = typer.Typer(help="Background jobs (expiry, tiers, memberships, coalition months, warehouse sync, traits): "
+                            "the schedule, runs and a worker.", no_args_is_help=True)
 
 
 # ---- jobs ------------------------------------------------------------------------------------------
@@ -36,9 +36,31 @@ def jobs_run(name: Annotated[str, typer.Argument(help="A job from `lianjie jobs 
     if name not in jobs.JOBS:
         err.print(f"[red]error[/red] no job {escape(repr(name))}; jobs: {', '.join(jobs.JOBS)}")
         raise typer.Exit(2)
-    with err.status(f"running {name}"):
-        result = jobs.run_job(name)
+    try:
+        with err.status(f"running {name}"):
+            result = jobs.run_job(name)
+    except jobs.JobFailed as exc:
+        err.print(f"[red]failed[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
     emit(as_json, result, lambda: console.print(f"{name}: {result}"))
+
+
+@jobs_app.command("history")
+def jobs_history(job: Annotated[str | None, typer.Option(help="Only this job's runs.")] = None,
+                 limit: Annotated[int, typer.Option(min=1, max=500, help="Runs shown, newest first.")] = 20,
+                 as_json: JsonFlag = False) -> None:
+    """The newest job runs: start, end, outcome, error and result, with each merchant's part (every merchant)."""
+    if job is not None and job not in jobs.JOBS:
+        err.print(f"[red]error[/red] no job {escape(repr(job))}; jobs: {', '.join(jobs.JOBS)}")
+        raise typer.Exit(2)
+    with unit_of_work() as session:
+        runs = jobruns.history(session, job=job, limit=limit)
+    table = Table("run", "job", "trigger", "started (UTC)", "took", "outcome", "result or error")
+    for run in runs:
+        took = "" if run["finished_at"] is None else f"{(run['finished_at'] - run['started_at']).total_seconds():.1f} s"
+        table.add_row(str(run["id"]), run["job"], run["trigger"], f"{run['started_at']:%Y-%m-%d %H:%M:%S}", took,
+                      run["outcome"], escape(run["error"] or str(run["result"])))
+    emit(as_json, {"runs": runs}, lambda: console.print(table))
 
 
 @jobs_app.command("worker")

@@ -6,7 +6,8 @@ Each job is a plain function that owns its transactions, like a CLI command: it 
 services the CLI and the API call, in batches that commit one by one, so a job stopped half way
 keeps what it finished and the next run carries on (every job here is safe to run again at any
 time). The queue is built from settings when first needed, not at import time (DESIGN.md), and the
-jobs are registered on it then.
+jobs are registered on it then. When each job runs is ``jobruns.SCHEDULE``; every run, however it
+was started, is recorded there too (:func:`run_job`), with what it did for each merchant.
 
 This module sits with ``app`` and ``cli`` at the top of the import order: it may import every domain.
 """
@@ -15,23 +16,33 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lianjie import jobruns
 from lianjie.audience import settings as trait_settings
 from lianjie.audience.service import replace_traits
 from lianjie.config import Settings, get_settings
 from lianjie.db import engine_from_settings, make_session_factory, transaction, utcnow
 from lianjie.loyalty import ledger, tiers
 from lianjie.loyalty import programme as programme_rules
+from lianjie.loyalty.coalition import points as coalition_points
+from lianjie.loyalty.coalition import settlement
+from lianjie.loyalty.coalition.models import Coalition, CoalitionMember, CoalitionPeriod
+from lianjie.loyalty.membership import lifecycle, plans
+from lianjie.loyalty.membership.models import MembershipPlan
+from lianjie.loyalty.membership.terms import local_date
 from lianjie.loyalty.models import LoyaltyProgramme
+from lianjie.tenants import audit
 from lianjie.tenants.models import Merchant
 from lianjie.warehouse import connection as warehouse_connection
 from lianjie.warehouse import sync as warehouse_sync
@@ -41,17 +52,62 @@ log = logging.getLogger("lianjie.jobs")
 
 @dataclass(frozen=True)
 class Job:
-    """A background job: its name, what it does, and when it runs on its own (a crontab in UTC)."""
+    """A background job: what it does, and when it runs on its own (its entry in ``jobruns.SCHEDULE``)."""
 
-    name: str
-    run: Callable[[sessionmaker[Session], Settings], dict[str, Any]]
-    schedule: dict[str, str]
-    description: str
+    scheduled: jobruns.Scheduled
+    run: Callable[[JobContext], dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.scheduled.name
+
+    @property
+    def schedule(self) -> dict[str, str]:
+        return self.scheduled.schedule
+
+    @property
+    def description(self) -> str:
+        return self.scheduled.description
 
     @property
     def crontab(self) -> str:
-        """The schedule as a crontab line (minute hour day month weekday)."""
-        return " ".join(self.schedule.get(k, "*") for k in ("minute", "hour", "day", "month", "day_of_week"))
+        return self.scheduled.crontab
+
+
+@dataclass
+class JobContext:
+    """What a running job is given: the database, the settings, and where it notes what it did per merchant."""
+
+    name: str
+    factory: sessionmaker[Session]
+    settings: Settings
+    parts: jobruns.RunParts = field(default_factory=jobruns.RunParts)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """One of the job's transactions; its writes are the job's in the audit log (``job:<name>``)."""
+        with transaction(self.factory, write=write) as session:
+            audit.act_as(session, f"job:{self.name}")
+            yield session
+
+    def each_merchant(self, tenant_ids: Iterable[int], work: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
+        """``work`` for each merchant, noting each one's result; a merchant whose work fails is noted as
+        failed with its error and the others still run (the run then ends ``failed``)."""
+        results = []
+        for tenant_id in tenant_ids:
+            try:
+                result = work(tenant_id)
+            except Exception as exc:
+                log.exception("job %s failed for merchant %s", self.name, tenant_id)
+                self.parts.failed(tenant_id, exc)
+                continue
+            self.parts.done(tenant_id, result)
+            results.append(result)
+        return results
+
+
+class JobFailed(RuntimeError):
+    """A run ended failed (recorded in ``job_runs`` with its error)."""
 
 
 def _merchants_with_programme(factory: sessionmaker[Session]) -> list[int]:
@@ -75,32 +131,33 @@ def expire_merchant(factory: sessionmaker[Session], tenant_id: int, now: dt.date
             return total
 
 
-def expire_points(factory: sessionmaker[Session], settings: Settings, *, batch: int = 500) -> dict[str, Any]:
+def expire_points(ctx: JobContext, *, batch: int = 500) -> dict[str, Any]:
     """Expire lapsed points and cancel lapsed till holds for every merchant, a batch per transaction."""
-    totals = {"merchants": 0, "expired": 0, "accounts": 0, "holds_cancelled": 0, "released": 0}
     now = utcnow()
-    for tenant_id in _merchants_with_programme(factory):
-        totals["merchants"] += 1
-        run = expire_merchant(factory, tenant_id, now, batch=batch)
-        for name in ("expired", "accounts", "holds_cancelled", "released"):
-            totals[name] += getattr(run, name)
-    return totals
+    fields = ("expired", "accounts", "holds_cancelled", "released")
+
+    def one(tenant_id: int) -> dict[str, Any]:
+        run = expire_merchant(ctx.factory, tenant_id, now, batch=batch)
+        return {name: getattr(run, name) for name in fields}
+
+    done = ctx.each_merchant(_merchants_with_programme(ctx.factory), one)
+    return {"merchants": len(done)} | {name: sum(r[name] for r in done) for name in fields}
 
 
-def evaluate_tiers(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
+def evaluate_tiers(ctx: JobContext) -> dict[str, Any]:
     """The periodic tier evaluation for every merchant: grace periods start, downgrades after grace."""
-    changed = 0
-    merchants = _merchants_with_programme(factory)
-    for tenant_id in merchants:
-        with transaction(factory, write=True) as session:
+    def one(tenant_id: int) -> dict[str, Any]:
+        with ctx.transaction() as session:
             config = programme_rules.load(session, tenant_id)
-            changed += tiers.evaluate_all(session, config, tenant_id, utcnow())
-    return {"merchants": len(merchants), "changed": changed}
+            return {"changed": tiers.evaluate_all(session, config, tenant_id, utcnow())}
+
+    done = ctx.each_merchant(_merchants_with_programme(ctx.factory), one)
+    return {"merchants": len(done), "changed": sum(r["changed"] for r in done)}
 
 
-def sync_warehouse(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
-    """Copy new and changed rows into the warehouse."""
-    report = warehouse_sync.run(factory, settings)
+def sync_warehouse(ctx: JobContext) -> dict[str, Any]:
+    """Copy new and changed rows into the warehouse (all merchants' at once: no part of it is one merchant's)."""
+    report = warehouse_sync.run(ctx.factory, ctx.settings)
     return {"rows": report.rows, "erased_profiles": report.erased_profiles, "seconds": report.seconds}
 
 
@@ -142,21 +199,125 @@ def compute_traits_for(factory: sessionmaker[Session], settings: Settings, *, me
     return {"merchants": [run.summary() for run in runs], "computed_at": as_of.isoformat()}
 
 
-def compute_traits(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
+def compute_traits(ctx: JobContext) -> dict[str, Any]:
     """Sync the warehouse, then recompute every merchant's RFM, lifecycle stage and CLV."""
-    warehouse_sync.run(factory, settings)
-    return compute_traits_for(factory, settings)
+    warehouse_sync.run(ctx.factory, ctx.settings)
+    result = compute_traits_for(ctx.factory, ctx.settings)
+    for summary in result["merchants"]:
+        ctx.parts.done(summary["tenant_id"], summary)
+    return result
 
 
-JOBS: dict[str, Job] = {job.name: job for job in (
-    Job("expire-points", expire_points, {"minute": "5"},
-        "hourly: expire lapsed points lots and cancel lapsed till holds"),
-    Job("evaluate-tiers", evaluate_tiers, {"minute": "15", "hour": "19"},
-        "daily at 19:15 UTC (03:15 in China): tier grace periods and downgrades"),
-    Job("compute-traits", compute_traits, {"minute": "40", "hour": "19"},
-        "daily at 19:40 UTC (03:40 in China): sync the warehouse, then RFM, lifecycle stages and CLV"),
-    Job("sync-warehouse", sync_warehouse, {"minute": "*"}, "every minute: new and changed rows into the warehouse"),
-)}
+# ---- paid membership ------------------------------------------------------------------------------
+
+
+def _merchants_with_plans(factory: sessionmaker[Session]) -> list[int]:
+    with transaction(factory) as session:
+        return list(session.scalars(select(MembershipPlan.tenant_id).distinct().order_by(MembershipPlan.tenant_id)))
+
+
+def _merchant_today(ctx: JobContext, tenant_id: int) -> dt.date:
+    with ctx.transaction(write=False) as session:
+        return local_date(utcnow(), plans.zone_of(session, tenant_id))
+
+
+def renew_memberships(ctx: JobContext, *, batch: int = 200) -> dict[str, Any]:
+    """Renew the auto-renewing memberships due on each merchant's local day, ``batch`` per transaction
+    (``lianjie membership renew-due`` for every merchant with plans; safe to run again)."""
+    def one(tenant_id: int) -> dict[str, Any]:
+        today, renewed = _merchant_today(ctx, tenant_id), 0
+        while True:
+            with ctx.transaction() as session:
+                done = lifecycle.renew_due(session, tenant_id, today, limit=batch)
+            renewed += done
+            if done == 0:
+                return {"date": today.isoformat(), "renewed": renewed}
+
+    done = ctx.each_merchant(_merchants_with_plans(ctx.factory), one)
+    return {"merchants": len(done), "renewed": sum(r["renewed"] for r in done)}
+
+
+def lapse_memberships(ctx: JobContext, *, batch: int = 500) -> dict[str, Any]:
+    """Terms past their end into grace and past grace lapsed, on each merchant's local day
+    (``lianjie membership lapse`` for every merchant with plans; safe to run again)."""
+    def one(tenant_id: int) -> dict[str, Any]:
+        today, graced, lapsed = _merchant_today(ctx, tenant_id), 0, 0
+        while True:
+            with ctx.transaction() as session:
+                into_grace, gone = lifecycle.lapse(session, tenant_id, today, limit=batch)
+            graced, lapsed = graced + into_grace, lapsed + gone
+            if into_grace + gone == 0:
+                return {"date": today.isoformat(), "grace": graced, "lapsed": lapsed}
+
+    done = ctx.each_merchant(_merchants_with_plans(ctx.factory), one)
+    return {"merchants": len(done), "grace": sum(r["grace"] for r in done), "lapsed": sum(r["lapsed"] for r in done)}
+
+
+# ---- coalition settlement -------------------------------------------------------------------------
+
+
+def previous_month(timezone: str, now: dt.datetime) -> str:
+    """The month before ``now``'s, in the zone: ``2026-11`` from 1 December 00:30 in Shanghai
+    (30 November 16:30 UTC), while it is still 2026-10 for a coalition in Chicago."""
+    local = now.astimezone(ZoneInfo(timezone))
+    year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def close_coalition_months(ctx: JobContext, *, batch: int = 500) -> dict[str, Any]:
+    """Close every coalition's previous month (in its time zone) that is not closed yet: expire the lots
+    that lapsed in it, ``batch`` per transaction, then store its statement, as ``lianjie coalition
+    close`` does. The operator's and every member's part say which month was closed."""
+    now = utcnow()
+    with transaction(ctx.factory) as session:
+        coalitions = list(session.execute(select(Coalition.id, Coalition.code, Coalition.timezone,
+                                                 Coalition.operator_tenant_id).order_by(Coalition.id)))
+    closed = []
+    for coalition_id, code, timezone, operator in coalitions:
+        period = previous_month(timezone, now)
+        try:
+            closed.append(_close_month(ctx, coalition_id, period, batch))
+        except Exception as exc:
+            log.exception("job %s failed for coalition %s", ctx.name, code)
+            ctx.parts.failed(operator, exc)
+    return {"coalitions": len(coalitions), "closed": closed}
+
+
+def _close_month(ctx: JobContext, coalition_id: int, period: str, batch: int) -> dict[str, Any]:
+    with ctx.transaction(write=False) as session:
+        coalition = session.get_one(Coalition, coalition_id)
+        start, end = settlement.bounds(coalition, period)
+        done_before = session.scalar(select(CoalitionPeriod.id).where(
+            CoalitionPeriod.coalition_id == coalition_id, CoalitionPeriod.starts_at == start)) is not None
+    outcome: dict[str, Any] = {"coalition": coalition.code, "period": period, "closed_now": False,
+                               "expired_points": 0}
+    if done_before:
+        return outcome
+    while True:
+        with ctx.transaction() as session:
+            coalition = session.get_one(Coalition, coalition_id)
+            done = coalition_points.expire_due(session, coalition, end - dt.timedelta(microseconds=1), limit=batch)
+        outcome["expired_points"] += done
+        if not done:
+            break
+    with ctx.transaction() as session:
+        coalition = session.get_one(Coalition, coalition_id)
+        _, outcome["closed_now"] = settlement.close(session, coalition, period, closed_by=f"job:{ctx.name}")
+        members = set(session.scalars(select(CoalitionMember.tenant_id).where(
+            CoalitionMember.coalition_id == coalition_id)))
+    if outcome["closed_now"]:
+        ctx.parts.done(coalition.operator_tenant_id, outcome)
+        for tenant_id in sorted(members - {coalition.operator_tenant_id}):
+            ctx.parts.done(tenant_id, {"coalition": coalition.code, "period": period, "closed_now": True})
+    return outcome
+
+
+_RUNS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
+    "expire-points": expire_points, "evaluate-tiers": evaluate_tiers, "compute-traits": compute_traits,
+    "sync-warehouse": sync_warehouse, "renew-memberships": renew_memberships,
+    "lapse-memberships": lapse_memberships, "close-coalition-months": close_coalition_months,
+}
+JOBS: dict[str, Job] = {scheduled.name: Job(scheduled, _RUNS[scheduled.name]) for scheduled in jobruns.SCHEDULE}
 
 
 @lru_cache(maxsize=4)
@@ -166,12 +327,26 @@ def _session_factory(database_url: str) -> sessionmaker[Session]:
     return make_session_factory(engine_from_settings(settings.model_copy(update={"database_url": database_url})))
 
 
-def run_job(name: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Run one job now, in this process (what the consumer does when the job comes up)."""
+def run_job(name: str, settings: Settings | None = None, *, trigger: str = "cli") -> dict[str, Any]:
+    """Run one job now, in this process (what the consumer does when the job comes up), recorded in
+    ``job_runs``: its start at once, its end with the result and each merchant's part. A job that
+    raises, or whose work failed for a merchant, is recorded as failed with the error and raises
+    :class:`JobFailed` (the consumer logs it, ``lianjie jobs run`` exits 1)."""
     settings = settings or get_settings()
     job = JOBS[name]
-    log.info("job %s started", name)
-    result = job.run(_session_factory(settings.resolved_database_url), settings)
+    factory = _session_factory(settings.resolved_database_url)
+    run_id = jobruns.start(factory, name, trigger)
+    ctx = JobContext(name, factory, settings)
+    log.info("job %s started (run %s)", name, run_id)
+    try:
+        result = job.run(ctx)
+    except Exception as exc:
+        jobruns.finish(factory, run_id, result=None, parts=ctx.parts, error=jobruns.describe(exc))
+        raise JobFailed(f"job {name} failed (run {run_id}): {jobruns.describe(exc)}") from exc
+    jobruns.finish(factory, run_id, result=result, parts=ctx.parts)
+    if ctx.parts.failures:
+        raise JobFailed(f"job {name} failed for {len(ctx.parts.failures)} merchant(s) (run {run_id}); "
+                        "`lianjie jobs history` shows why")
     log.info("job %s done: %s", name, result)
     return result
 
@@ -203,14 +378,14 @@ def build_queue(settings: Settings) -> JobQueue:
         huey.periodic_task(crontab(**job.schedule, strict=True), name=job.name)(_runner(job.name, settings))
 
     def run_now(name: str) -> dict[str, Any]:
-        return run_job(name, settings)
+        return run_job(name, settings, trigger="queue")
 
     return JobQueue(huey, huey.task(name="run-now")(run_now))
 
 
 def _runner(name: str, settings: Settings) -> Callable[[], dict[str, Any]]:
     def run() -> dict[str, Any]:
-        return run_job(name, settings)
+        return run_job(name, settings, trigger="schedule")
     run.__name__ = name.replace("-", "_")
     return run
 

@@ -152,7 +152,7 @@ def test_the_job_computes_from_the_store_and_the_profile_shows_it(
     assert skipped["skipped"] == "the warehouse was never synced"
 
     # The daily job syncs first, then computes as of now: long after these March orders.
-    daily = jobs.compute_traits(session_factory, settings)
+    daily = jobs.compute_traits(jobs.JobContext("compute-traits", session_factory, settings))
     assert [m["stages"] for m in daily["merchants"] if m["tenant_id"] == shop.id] == [{"lapsed": 1, "prospect": 1}]
     result = jobs.compute_traits_for(session_factory, settings, as_of=COMPUTED)
     (run,) = [m for m in result["merchants"] if m["tenant_id"] == shop.id]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie.commerce.models import Refund
-from lianjie.demo import load
+from lianjie.crypto import get_cipher
+from lianjie.demo import coalition, load
 from lianjie.demo.generate import generate_world
+from lianjie.identity import service as service_of_identity
+from lianjie.identity.models import Consent
+from lianjie.loyalty.coalition.models import (
+    Coalition,
+    CoalitionCard,
+    CoalitionCardLink,
+    CoalitionEntry,
+    CoalitionMember,
+    CoalitionOperation,
+)
 from lianjie.tenants import keys, service
+from lianjie.tenants.models import Merchant
 from tests.factories import bearer
 
 
@@ -84,3 +98,57 @@ def test_orders_load_through_the_pos_import_and_reload_unchanged(db: Session, ti
     again = [load.load_orders(session_factory, tiny_world, world, m) for m in loads]
     assert (sum(r.orders_created + r.refunds_created for r in again),
             sum(r.orders_unchanged for r in again)) == (0, len(sales))
+
+
+def _coalition_rows(db: Session) -> dict[str, int]:
+    return {model.__tablename__: db.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Coalition, CoalitionMember, CoalitionCard, CoalitionCardLink, CoalitionOperation,
+                          CoalitionEntry, Consent, Merchant)}
+
+
+def test_the_coalition_loads_with_cards_and_points_and_reloads_unchanged(
+        db: Session, client: TestClient, tiny_world: Path, session_factory: sessionmaker[Session]) -> None:
+    world = load.read_world(tiny_world)
+    loads = [load.load_merchant(db, spec) for spec in world["merchants"]]
+    for loaded in loads:
+        load.load_catalogue(db, tiny_world, world, loaded)
+    db.commit()
+    for loaded in loads:
+        load.load_orders(session_factory, tiny_world, world, loaded)
+    tenant_ids = {m.slug: m.tenant_id for m in loads}
+    (spec,) = world["coalitions"]
+    first = coalition.load_coalition(session_factory, tiny_world, world, spec, tenant_ids)
+    assert first.created
+    assert first.keys["admin"].startswith("lja_")
+    operator = bearer(first.keys["admin"])
+    described = client.get(f"/api/v1/coalitions/{first.code}", headers=operator).json()
+    assert described["operator"] == first.operator
+    assert first.operator not in tenant_ids  # a merchant of its own runs it
+    terms = {m["merchant"]: (m["funding"], Decimal(m["issue_price_fen_per_point"])) for m in described["members"]}
+    assert terms == {spec["members"][0]: ("postpaid", Decimal(10)), spec["members"][1]: ("prepaid", Decimal(12))}
+
+    # Cards: only for members who agreed, consent recorded; a member of both merchants has one card at both.
+    links = db.execute(select(CoalitionCardLink.tenant_id, CoalitionCardLink.card_id, CoalitionCardLink.profile_id)
+                       ).all()
+    assert first.cards == len({card for _, card, _ in links}) > 0
+    assert any(n == 2 for n in Counter(card for _, card, _ in links).values())
+    for tenant_id, _, profile_id in links:
+        consent = service_of_identity.get_profile(db, get_cipher(), tenant_id, profile_id, reveal_pii=False).consent
+        assert ("coalition", "all", True) in {(c.purpose, c.channel, c.granted) for c in consent}
+    # Points: the last month's statement has points issued and redeemed, money both ways, netting to 0.
+    period = world["end"][:7]
+    statement = client.get(f"/api/v1/coalitions/{first.code}/periods/{period}/statement", headers=operator).json()
+    members = [line for line in statement["lines"] if line["party"] == "merchant"]
+    assert sum(line["points_issued"] for line in members) > 0
+    assert sum(line["owed_fen"] for line in members) > 0
+    assert statement["net_total_fen"] == 0
+    assert first.redeemed > 0
+    assert first.earned == db.scalar(select(func.sum(CoalitionEntry.points)).where(CoalitionEntry.kind == "issue"))
+
+    before = _coalition_rows(db)
+    again = coalition.load_coalition(session_factory, tiny_world, world, spec, tenant_ids)
+    assert not again.created
+    assert again.keys == {}
+    assert _coalition_rows(db) == before
+    assert (again.cards, again.earned, again.redeemed, again.bought) == (first.cards, first.earned, first.redeemed,
+                                                                         first.bought)

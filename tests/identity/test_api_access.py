@@ -28,7 +28,7 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/identity/merges/{merge}/undo", "profiles:write",
              route="/api/v1/identity/merges/{merge_id}/undo"),
     Endpoint("GET", "/api/v1/identity/conflicts", "profiles:read"),
-    Endpoint("POST", "/api/v1/identity/conflicts/{conflict}/resolve", "profiles:write",
+    Endpoint("POST", "/api/v1/identity/conflicts/{conflict}/resolve", "profiles:write", {"decision": "keep"},
              route="/api/v1/identity/conflicts/{conflict_id}/resolve"),
     Endpoint("GET", "/api/v1/identity/suspicious", "profiles:read"),
     Endpoint("POST", "/api/v1/identity/blocked", "profiles:write", {"type": "phone", "value": "13912340000"}),
@@ -49,8 +49,8 @@ def world(db: Session) -> dict[str, Any]:
     send(db, a.id, msg("identify", userId="U1", traits={"wechat_unionid": "X2"}))
     world = {"a": a, "b": b, "full_a": make_admin_key(db, a), "full_b": make_admin_key(db, b),
              "write_a": make_write_key(db, a),
-             "profile": customers(db, a.id, user_id="U1").pop(), "merge": merging.list_merges(db, a.id)[0].id,
-             "conflict": merging.list_conflicts(db, a.id)[0].id}
+             "profile": customers(db, a.id, user_id="U1").pop(), "merge": merging.list_merges(db, a.id)[0][0].id,
+             "conflict": merging.list_conflicts(db, a.id)[0][0].id}
     db.commit()
     return world
 
@@ -89,7 +89,7 @@ def test_another_merchant_cannot_reach_these_customers(client: TestClient, db: S
     assert not person.erased
     assert person.merged_ids != []
     assert person.consent == []
-    assert merging.list_conflicts(db, world["a"].id)[0].id == world["conflict"]
+    assert merging.list_conflicts(db, world["a"].id)[0][0].id == world["conflict"]
     a_settings = client.get("/api/v1/identity/settings", headers=bearer(world["full_a"])).json()
     assert "+8613912340000" not in a_settings["blocked"].get("phone", [])
     assert "anonymous_id" in a_settings["types"]

@@ -81,7 +81,7 @@ def test_merge_spend_unmerge_through_orders(client: TestClient, db: Session, sho
                         headers=shop["h"])
     assert spent.status_code == 201, spent.text  # SO-1's lot expires first: 399 from it, 51 from SO-2's
 
-    merge_id = client.get("/api/v1/identity/merges", headers=shop["h"]).json()[0]["id"]
+    merge_id = client.get("/api/v1/identity/merges", headers=shop["h"]).json()["items"][0]["id"]
     assert client.post(f"/api/v1/identity/merges/{merge_id}/undo", json={}, headers=shop["h"]).status_code == 200
     one, two = points(client, shop, p1), points(client, shop, p2)
     assert (one["profile_id"], one["available"], one["tier"]["code"]) == (p1, 0, "member")

@@ -9,7 +9,7 @@ libm that rounds log/exp differently could in principle flip one draw.)
 
 The merchants: ``yunjin`` (云锦生活百货, lifestyle department store), ``qingyu-sports`` (青屿运动,
 sportswear) and ``zhaolu-market`` (朝露社区超市, community supermarket). The first two share the
-coalition points programme ``YUNYU-POINTS``; people who shop at both appear in both truth files
+coalition points programme ``yunyu-points``; people who shop at both appear in both truth files
 with the same phone, different member numbers and different unionids (unionids are per company).
 
 Layout of ``out_dir`` (``<part>`` is two digits from ``01``; every path is listed in world.json)::

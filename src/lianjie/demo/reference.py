@@ -137,7 +137,7 @@ MERCHANTS: tuple[MerchantSeed, ...] = (
 )
 
 #: The coalition points programme shared by the department store and the sportswear brand.
-COALITION_CODE = "YUNYU-POINTS"
+COALITION_CODE = "yunyu-points"
 COALITION_NAME = "云屿联盟积分"
 COALITION_MEMBERS: tuple[str, str] = ("yunjin", "qingyu-sports")
 

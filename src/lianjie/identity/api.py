@@ -11,7 +11,7 @@ from lianjie.crypto import get_cipher
 from lianjie.errors import ValidationFailed
 from lianjie.http import DbSession, RowId
 from lianjie.identity import merging, privacy, service
-from lianjie.identity.config import load_config, save_config
+from lianjie.identity.config import load_config
 from lianjie.identity.schemas import (
     BlockIn,
     ConflictOut,
@@ -21,6 +21,7 @@ from lianjie.identity.schemas import (
     MergeOut,
     ProfileOut,
     ProfileSummary,
+    ResolveIn,
     SuspiciousValue,
     TagsIn,
     UnmergeIn,
@@ -104,9 +105,10 @@ def erase_profile(profile_id: RowId, session: DbSession, caller: Writer) -> dict
 
 @router.get("/identity/merges", tags=["identity graph"])
 def list_merges(session: DbSession, caller: Reader, profile_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-                limit: Limit = 100) -> list[MergeOut]:
-    rows = merging.list_merges(session, caller.tenant_id, profile_id=profile_id, limit=limit)
-    return [MergeOut.model_validate(m) for m in rows]
+                limit: Limit = 100, offset: Offset = 0) -> Page[MergeOut]:
+    """Merges, newest first (``profile_id``: those of that profile's customer)."""
+    rows, total = merging.list_merges(session, caller.tenant_id, profile_id=profile_id, limit=limit, offset=offset)
+    return Page(items=[MergeOut.model_validate(m) for m in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("/identity/merges/{merge_id}/undo", tags=["identity graph"])
@@ -117,14 +119,19 @@ def undo_merge(merge_id: RowId, session: DbSession, caller: Writer, body: Unmerg
 
 
 @router.get("/identity/conflicts", tags=["identity graph"])
-def list_conflicts(session: DbSession, caller: Reader, open_only: bool = True, limit: Limit = 100) -> list[ConflictOut]:
-    return [ConflictOut.model_validate(c)
-            for c in merging.list_conflicts(session, caller.tenant_id, open_only=open_only, limit=limit)]
+def list_conflicts(session: DbSession, caller: Reader, open_only: bool = True, limit: Limit = 100,
+                   offset: Offset = 0) -> Page[ConflictOut]:
+    """Links refused because of a per-customer limit, newest first (``open_only=false``: resolved ones too)."""
+    rows, total = merging.list_conflicts(session, caller.tenant_id, open_only=open_only, limit=limit, offset=offset)
+    return Page(items=[ConflictOut.model_validate(c) for c in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("/identity/conflicts/{conflict_id}/resolve", tags=["identity graph"])
-def resolve_conflict(conflict_id: RowId, session: DbSession, caller: Writer) -> ConflictOut:
-    return ConflictOut.model_validate(merging.resolve_conflict(session, caller.tenant_id, conflict_id))
+def resolve_conflict(conflict_id: RowId, body: ResolveIn, session: DbSession, caller: Writer) -> ConflictOut:
+    """Resolve a conflict with a decision (keep, split or block_value; see the body's schema). The same
+    decision again answers 200 with the stored resolution; another one on a resolved conflict is a 409."""
+    return ConflictOut.model_validate(merging.resolve_conflict(session, get_cipher(), caller.tenant_id, conflict_id,
+                                                               body.decision, body.note))
 
 
 @router.get("/identity/suspicious", tags=["identity graph"])
@@ -150,4 +157,5 @@ def get_settings(session: DbSession, caller: Reader) -> dict[str, Any]:
 
 @router.put("/identity/settings", tags=["identity graph"])
 def put_settings(body: dict[str, Any], session: DbSession, caller: Writer) -> dict[str, Any]:
-    return save_config(session, caller.tenant_id, body).to_json()
+    """Replace the identifier types and blocked values (removing a value here unblocks it)."""
+    return merging.update_settings(session, caller.tenant_id, body).to_json()

@@ -142,7 +142,14 @@ class Merge(Base):
 
 
 class IdentityConflict(Base):
-    """A link that was not made because it would break a per-type limit; kept for review."""
+    """A link that was not made because it would break a per-type limit; kept for review.
+
+    ``type`` is the identifier type whose limit would break; ``profile_ids`` the message's customer
+    and, for a refused merge, the customer holding ``identifier_id``, the identifier that would have
+    merged them (of ``identifier_type``; none for a new identifier left unlinked, which is stored
+    nowhere). An operator resolves it once with a ``decision`` (see ``merging.resolve_conflict``),
+    whose effect is kept in ``outcome``.
+    """
 
     __tablename__ = "identity_conflicts"
 
@@ -152,8 +159,14 @@ class IdentityConflict(Base):
     type: Mapped[str] = mapped_column(String(40))
     profile_ids: Mapped[list[int]] = mapped_column(JSON)
     detail: Mapped[str] = mapped_column(String(500))
+    identifier_id: Mapped[int | None] = mapped_column(BigId, default=None)
+    identifier_type: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(120), default=None)
+    note: Mapped[str | None] = mapped_column(String(500), default=None)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class IdentitySettings(SettingsDocument, Base):

@@ -21,6 +21,7 @@ from lianjie.identity.models import Consent, ErasedIdentifier, Event, Identifier
 from lianjie.identity.resolution import lock_identity_graph
 from lianjie.identity.schemas import ConsentIn, ConsentOut
 from lianjie.identity.service import current_consent, get_profile, members, root_of
+from lianjie.tenants import audit
 
 
 def record_consent(session: Session, tenant_id: int, profile_id: int, decision: ConsentIn) -> list[ConsentOut]:
@@ -101,4 +102,7 @@ def erase(session: Session, cipher: PiiCipher, tenant_id: int, profile_id: int) 
     session.execute(update(Profile).where(Profile.id.in_(ids)).values(
         traits={}, pii_traits_encrypted=None, erased_at=now))
     session.flush()
-    return {"profiles": len(ids), "identifiers": len(identifiers), "events_anonymised": len(events)}
+    counts = {"profiles": len(ids), "identifiers": len(identifiers), "events_anonymised": len(events)}
+    # Who asked and what went, never who it was: the ids and the counts only.
+    audit.record(session, tenant_id, "profile.erase", f"profile:{root}", after={"profile_ids": ids, **counts})
+    return counts

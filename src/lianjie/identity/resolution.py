@@ -216,7 +216,7 @@ class BatchResolver:
                 continue
             limit = self.config.rule(ident.type).limit
             if ident.type not in relax and self.counts[target][ident.type] >= limit:
-                self._conflict(ident.type, [target], message_id,
+                self._conflict(ident.type, [target], message_id, None,
                                f"new {ident.type} not linked: the customer already has "
                                f"{self.counts[target][ident.type]} (limit {limit})")
                 self.conflict_count += 1
@@ -248,7 +248,7 @@ class BatchResolver:
                   if t in self.config.types and t not in relax and n > self.config.rule(t).limit]
         if broken:
             kind = max(broken, key=lambda t: self.config.rule(t).priority)
-            self._conflict(kind, [a, b], message_id,
+            self._conflict(kind, [a, b], message_id, cause,
                            f"{cause.type} links two customers but together they would hold "
                            f"{combined[kind]} {kind} (limit {self.config.rule(kind).limit}); not merged")
             return None
@@ -269,8 +269,12 @@ class BatchResolver:
             return a if a > 0 else b
         return min(a, b) if a > 0 else max(a, b)
 
-    def _conflict(self, type_: str, profiles: list[int], message_id: str | None, detail: str) -> None:
-        self.conflicts.append({"type": type_, "profiles": profiles, "message_id": message_id, "detail": detail})
+    def _conflict(self, type_: str, profiles: list[int], message_id: str | None, cause: Ident | None,
+                  detail: str) -> None:
+        """Keep a refused link for review; ``cause`` is the known identifier that would have merged
+        ``profiles`` (None when a new identifier was left unlinked: it is stored nowhere)."""
+        self.conflicts.append({"type": type_, "profiles": profiles, "message_id": message_id, "detail": detail,
+                               "cause": cause})
 
     # ---- writing ---------------------------------------------------------------------------------
 
@@ -284,13 +288,20 @@ class BatchResolver:
         self._insert_identifiers(fix)
         self._apply_merges(fix)
         now = time_binder(self.session)(utcnow())
-        driver_insert(self.session, "identity_conflicts (tenant_id, message_id, type, profile_ids, detail, created_at)",
-                      f"(?, ?, ?, {json_param(self.session)}, ?, ?)",
+        driver_insert(self.session, "identity_conflicts (tenant_id, message_id, type, profile_ids, detail,"
+                                    " identifier_id, identifier_type, created_at)",
+                      f"(?, ?, ?, {json_param(self.session)}, ?, ?, ?, ?)",
                       [(self.tenant_id, c["message_id"], c["type"], json_text([fix(p) for p in c["profiles"]]),
-                        c["detail"][:500], now) for c in self.conflicts])
+                        c["detail"][:500], self._stored_id(c["cause"]), c["cause"] and c["cause"].type, now)
+                       for c in self.conflicts])
         self._rebase(real)
         self.new_profiles, self.new_identifiers, self.merges, self.conflicts = {}, [], [], []
         return real
+
+    def _stored_id(self, ident: Ident | None) -> int | None:
+        """The row id of a known identifier (one first seen in this batch has it once inserted)."""
+        record = None if ident is None else self.known.get(ident.key)
+        return None if record is None else record.id
 
     def _insert_profiles(self) -> dict[int, int]:
         if not self.new_profiles:

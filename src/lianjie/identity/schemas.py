@@ -105,14 +105,37 @@ class MergeOut(BaseModel):
     undone_reason: str | None
 
 
+class Decision(StrEnum):
+    KEEP = "keep"
+    SPLIT = "split"
+    BLOCK_VALUE = "block_value"
+
+
 class ConflictOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     message_id: str | None
-    type: str
-    profile_ids: list[int]
+    type: str = Field(description="The identifier type whose per-customer limit the link would break.")
+    profile_ids: list[int] = Field(description="The message's customer, then the customer holding the identifier.")
+    identifier_type: str | None = Field(description="Type of the identifier that would have merged them; null "
+                                                    "when a new identifier was left unlinked.")
     detail: str
     created_at: dt.datetime
+    resolved_at: dt.datetime | None
+    decision: Decision | None
+    resolved_by: str | None = Field(description="Who resolved it: key:<id>, cli:<user> …")
+    note: str | None
+    outcome: dict[str, Any] | None = Field(description="What the decision did (split: the new profile holding "
+                                                       "the identifier; block_value: the merges undone).")
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Decision = Field(description="keep: both customers stay as they are, the identifier where it is; "
+                                           "split: the identifier leaves the customer holding it for a profile "
+                                           "of its own; block_value: its value is blocked for the merchant "
+                                           "and the merges it caused are undone.")
+    note: str | None = Field(default=None, max_length=500, description="Why, for the next reviewer.")
 
 
 class UnmergeIn(BaseModel):

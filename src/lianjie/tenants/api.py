@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from lianjie import jobruns
 from lianjie.http import DbSession, RowId
 from lianjie.pagination import Limit, Offset, Page
 from lianjie.tenants import audit, keys, service
@@ -141,3 +142,13 @@ def list_audit(session: DbSession, caller: Annotated[Caller, RequireScope("audit
     rows, total = audit.list_entries(session, caller.tenant_id, action=action, actor=actor, target=target,
                                      since=since, until=until, limit=limit, offset=offset)
     return Page(items=[AuditEntryOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/jobs", tags=["jobs"], summary="The background jobs' schedule and their last runs, for this merchant")
+def list_jobs(session: DbSession, caller: Annotated[Caller, RequireScope("jobs:read")],
+              runs: Annotated[int, Query(ge=1, le=50, description="Runs shown per job, newest first.")] = 5,
+              ) -> jobruns.JobsOut:
+    """Jobs run for every merchant at once; a run shows this merchant's part of it only (what it did
+    here, or why it failed here), never another merchant's figures. ``lianjie jobs history`` is the
+    operator's full view."""
+    return jobruns.for_merchant(session, caller.tenant_id, runs=runs)

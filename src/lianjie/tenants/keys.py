@@ -37,6 +37,7 @@ RESOURCES = {
     "coupons": "coupons",
     "coalition": "coalition points: cards, earning and redeeming at partners, settlement",
     "audit": "the audit log of admin writes",
+    "jobs": "the background jobs' schedule and what their runs did for this merchant",
     "audiences": "segments and exports",
     "campaigns": "campaigns",
     "analytics": "KPIs and reports",

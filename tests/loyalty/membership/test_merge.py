@@ -48,7 +48,7 @@ def test_merge_extends_the_kept_membership_and_unmerge_splits_back(client: TestC
     action = db.scalars(select(MembershipAction).where(MembershipAction.kind == "merge")).one()
     assert (action.outcome["policy"], action.outcome["extension_days"]) == ("extend", remaining)
 
-    merge_id = client.get("/api/v1/identity/merges", headers=shop["h"]).json()[0]["id"]
+    merge_id = client.get("/api/v1/identity/merges", headers=shop["h"]).json()["items"][0]["id"]
     assert client.post(f"/api/v1/identity/merges/{merge_id}/undo", json={}, headers=shop["h"]).status_code == 200
     after = {**_terms(client, shop, a), **_terms(client, shop, b)}
     assert after == before
@@ -106,7 +106,7 @@ def test_unmerge_after_a_renewal_moves_the_renewal_back(client: TestClient, db: 
     renewed = client.post(f"/api/v1/memberships/{kept['id']}/renew", json={"idempotency_key": "desk-1"},
                           headers=shop["h"])
     assert renewed.status_code == 201, renewed.text
-    merge_id = client.get("/api/v1/identity/merges", headers=shop["h"]).json()[0]["id"]
+    merge_id = client.get("/api/v1/identity/merges", headers=shop["h"]).json()["items"][0]["id"]
     assert client.post(f"/api/v1/identity/merges/{merge_id}/undo", json={}, headers=shop["h"]).status_code == 200
     [mine] = memberships(client, shop, a)
     first, renewal = mine["periods"]

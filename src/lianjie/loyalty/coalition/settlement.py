@@ -49,6 +49,7 @@ from lianjie.loyalty.coalition.models import (
 )
 from lianjie.loyalty.coalition.schemas import LineOut, StatementOut
 from lianjie.loyalty.coalition.setup import Access, slugs
+from lianjie.tenants import audit
 
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -180,6 +181,12 @@ def close(session: Session, coalition: Coalition, period: str, *, closed_by: str
     if coalition.closed_through is None or coalition.closed_through < end:
         coalition.closed_through = end
     session.flush()
+    members = [line for line in lines if line.party == Party.MERCHANT.value]
+    audit.record(session, coalition.operator_tenant_id, "coalition_period.close",
+                 f"coalition:{coalition.code}:{period}",
+                 after={"period": period, "closed_by": row.closed_by, "members": len(members),
+                        "points_issued": sum(line.points_issued for line in members),
+                        "points_redeemed": sum(line.points_redeemed for line in members)})
     return row, True
 
 
