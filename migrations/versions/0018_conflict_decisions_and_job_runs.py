@@ -10,7 +10,7 @@ changed nothing in the graph: they become ``keep``.
 is shown.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0019
 Create Date: 2026-12-07
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
