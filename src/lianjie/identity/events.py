@@ -30,3 +30,16 @@ class MergeUndone:
     merge_id: int
     survivor_id: int
     restored_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventsTracked:
+    """``track`` messages were stored for the first time (a replayed messageId is not in here).
+
+    One per stored batch, so a subscriber pays once per transaction, not per message: ingestion
+    publishes it while it holds the merchant's write lock. ``items`` are (base profile id, event
+    name, messageId) in arrival order.
+    """
+
+    tenant_id: int
+    items: tuple[tuple[int, str, str], ...]

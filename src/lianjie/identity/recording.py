@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
 from lianjie.db import driver_insert, is_sqlite, json_param, rows_by_key, sqlite_time
+from lianjie.domain_events import publish
 from lianjie.identity import pii
 from lianjie.identity.config import IdentityConfig, load_config
+from lianjie.identity.events import EventsTracked
 from lianjie.identity.identifiers import Ident, by_priority, extract
 from lianjie.identity.models import Event
 from lianjie.identity.resolution import ALIAS_RELAXES, BatchResolver, lock_identity_graph
@@ -228,11 +230,14 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
     touches: dict[int, Touch] = {}
     rows = []
     attributed = result.profiles
+    tracked: list[tuple[int, str, str]] = []
     for item, temp_profile in zip(fresh, profiles, strict=True):
         profile_id = real.get(temp_profile, temp_profile) if temp_profile is not None else None
         attributed[item.message_id] = profile_id
         rows.append((*item.head, profile_id, *item.tail))
         if profile_id is not None:
+            if item.type == "track" and item.head[3] is not None:
+                tracked.append((profile_id, item.head[3], item.message_id))
             touch = touches.get(profile_id)
             stored_time = item.stored_time
             if touch is None:
@@ -244,6 +249,8 @@ def store_prepared(session: Session, cipher: PiiCipher, config: IdentityConfig, 
     driver_insert(session, f"events ({', '.join(_EVENT_COLUMNS)})", values, rows)
     apply_touches(session, cipher, touches)
     result.accepted = len(fresh)
+    if tracked:
+        publish(session, EventsTracked(source.tenant_id, tuple(tracked)))
     return result
 
 

@@ -81,7 +81,12 @@ class ProgrammeConfig(Strict):
     exclusions: Exclusions = Exclusions()
     max_points_per_order: int | None = Field(None, ge=1)
     events: dict[str, int] = Field(default_factory=lambda: {"Signed Up": 100, "Birthday": 200,
-                                                            "Review Submitted": 20, "Store Checked In": 5})
+                                                            "Review Submitted": 20, "Store Checked In": 5},
+                                   description="Points a tracked event (Segment track) of this name earns.")
+    once_per_customer: list[str] = Field(
+        default_factory=lambda: ["Signed Up"],
+        description="Events that earn once per customer, however often they are tracked; the others earn "
+                    "once per messageId.")
     pending_days: int = Field(7, ge=0, le=365)
     expiry: Expiry = Expiry()
     overdraw: Overdraw = Overdraw.CLAWBACK

@@ -7,11 +7,14 @@ Installed by :func:`lianjie.wiring.install`."""
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy.orm import Session
 
 from lianjie.commerce.events import OrderCompleted, OrderRefunded
 from lianjie.domain_events import subscribe
-from lianjie.identity.events import MergeUndone, ProfilesMerged
+from lianjie.identity.events import EventsTracked, MergeUndone, ProfilesMerged
+from lianjie.identity.service import root_of
 from lianjie.loyalty import ledger, programme, tiers
 from lianjie.loyalty.coupons import redemption as coupons
 from lianjie.loyalty.membership import lifecycle, merging, refunds
@@ -33,6 +36,32 @@ def on_order_refunded(session: Session, event: OrderRefunded) -> None:
     coupons.restore_for_refund(session, event)
 
 
+# Orders earn through their own path (on_order_completed); a rule of these names would pay twice.
+_COMMERCE_EVENTS = frozenset({"Order Completed", "Order Refunded"})
+
+
+def on_events_tracked(session: Session, event: EventsTracked) -> None:
+    """Tracked events earn what the programme's ``events`` rules say, exactly once.
+
+    The idempotency key makes "once" hold across retries and replays: ``track:<messageId>`` for most
+    events, ``track-once:<event>:<customer>`` for ``once_per_customer`` events such as ``Signed Up``
+    (the customer being the root profile when the event is stored: two profiles that each signed up
+    before OneID joined them have each earned). Most tracked events earn nothing, and leave here
+    after one dictionary look-up each: this runs inside ingestion's write transaction.
+    """
+    config = programme.load(session, event.tenant_id)
+    rules, once = config.events, config.once_per_customer
+    for profile_id, name, message_id in event.items:
+        if name not in rules or name in _COMMERCE_EVENTS or rules[name] <= 0:
+            continue
+        if name in once:
+            label = name if len(name) <= 80 else hashlib.sha256(name.encode()).hexdigest()[:32]
+            key = f"track-once:{label}:{root_of(session, event.tenant_id, profile_id)}"
+        else:
+            key = f"track:{message_id}"  # a messageId has at most 100 characters: the key fits its 128
+        ledger.earn(session, event.tenant_id, profile_id, key, event=name)
+
+
 def on_profiles_merged(session: Session, event: ProfilesMerged) -> None:
     config = programme.load(session, event.tenant_id)
     tiers.after_merge(session, config, event.tenant_id, event.survivor_id, event.moved_ids)
@@ -52,6 +81,7 @@ def on_membership_unmerge(session: Session, event: MergeUndone) -> None:
 
 def install() -> None:
     subscribe(OrderCompleted, on_order_completed)
+    subscribe(EventsTracked, on_events_tracked)
     subscribe(OrderRefunded, on_order_refunded)
     subscribe(ProfilesMerged, on_profiles_merged)
     subscribe(MergeUndone, on_merge_undone)

@@ -39,9 +39,7 @@ RESOURCES = {
     "audit": "the audit log of admin writes",
     "jobs": "the background jobs' schedule and what their runs did for this merchant",
     "audiences": "segments and exports",
-    "campaigns": "campaigns",
     "analytics": "KPIs and reports",
-    "recommendations": "recommendations",
 }
 SCOPES = frozenset(f"{resource}:{access}" for resource in RESOURCES for access in ("read", "write"))
 _PREFIX = {ApiKeyKind.ADMIN: "lja_", ApiKeyKind.WRITE: "ljw_"}
