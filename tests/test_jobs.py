@@ -9,7 +9,9 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from huey.exceptions import TaskException
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +21,9 @@ from lianjie.config import Settings
 from lianjie.db import create_db_engine, make_session_factory, transaction
 from lianjie.jobruns import JobRun, JobRunMerchant
 from lianjie.loyalty import ledger, programme
-from lianjie.loyalty.coalition import points
+from lianjie.loyalty.coalition import points, settlement, setup
+from lianjie.loyalty.coalition.models import Coalition, CoalitionPeriod
+from lianjie.loyalty.coalition.schemas import CoalitionIn
 from lianjie.loyalty.membership import lifecycle, periods, plans
 from lianjie.loyalty.membership.terms import add_months, local_date
 from lianjie.loyalty.models import PointsLot
@@ -287,17 +291,31 @@ def test_a_job_failing_for_one_merchant_still_runs_the_others_and_is_recorded_fa
     assert (theirs["outcome"], theirs["error"], theirs["result"]["renewed"]) == ("ok", None, 1)
 
 
-def test_a_job_that_fails_as_a_whole_is_recorded_with_its_error(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'var' / 'lianjie.db'}"
+def test_a_job_that_fails_as_a_whole_is_recorded_with_its_error(tmp_path: Path, database_url: str | None) -> None:
+    url = database_url or f"sqlite:///{tmp_path / 'var' / 'lianjie.db'}"
     world = _jobs_world(url)
     cli = Cli(tmp_path, url)
-    (tmp_path / "not-a-file.duckdb").mkdir()  # the warehouse cannot be opened
-    cli.env["LIANJIE_WAREHOUSE_URL"] = f"duckdb:///{tmp_path / 'not-a-file.duckdb'}"
+    broken = tmp_path / "not-a-file.duckdb"
+    broken.mkdir()  # the warehouse cannot be opened
+    cli.env["LIANJIE_WAREHOUSE_URL"] = f"duckdb:///{broken}"
     assert cli.run("jobs", "run", "sync-warehouse", ok=False).returncode == 1
     (run,) = _runs(world, "sync-warehouse")
     assert (run.outcome, run.result) == ("failed", None)
-    assert run.error
+    assert run.error is not None
+    assert str(broken) in run.error  # the database's error, as it was raised
     assert run.finished_at is not None
+    # Through the queue: the consumer records the failure the same way and the caller sees it.
+    settings = Settings(var_dir=tmp_path / "queue", database_url=url, warehouse_url=f"duckdb:///{broken}")
+    consumer = jobs.start_embedded(settings)
+    try:
+        with pytest.raises(TaskException, match="sync-warehouse failed"):
+            jobs.build_queue(settings).enqueue("sync-warehouse").get(blocking=True, timeout=60)
+    finally:
+        consumer.stop(graceful=True)
+    (queued,) = [r for r in _runs(world, "sync-warehouse") if r.trigger == "queue"]  # not the every-minute run
+    assert (queued.outcome, queued.result) == ("failed", None)
+    assert queued.error is not None
+    assert str(broken) in queued.error
     history = cli.json("jobs", "history", "--job", "sync-warehouse")["runs"]
     assert history[0]["error"] == run.error
     with world.app() as client:
@@ -305,3 +323,47 @@ def test_a_job_that_fails_as_a_whole_is_recorded_with_its_error(tmp_path: Path) 
                  if j["name"] == "sync-warehouse"][0]["last_runs"][0]
     # Failed for everyone; the error text (which may name the server's files) is the operator's.
     assert (shown["outcome"], shown["error"], shown["concerned"]) == ("failed", None, False)
+
+
+def test_the_new_jobs_are_on_the_queues_schedule(tmp_path: Path) -> None:
+    huey = jobs.build_queue(Settings(var_dir=tmp_path / "var")).huey
+
+    def due(hour: int, minute: int) -> set[str]:
+        return {task.name for task in huey.read_periodic(dt.datetime(2026, 11, 30, hour, minute))}  # UTC
+
+    assert due(16, 5) == {"renew-memberships", "expire-points", "sync-warehouse"}  # 00:05 in Shanghai
+    assert due(16, 10) == {"lapse-memberships", "sync-warehouse"}
+    assert due(16, 30) == {"close-coalition-months", "sync-warehouse"}  # 00:30 on the 1st in Shanghai
+    assert due(16, 31) == {"sync-warehouse"}
+
+
+def test_the_close_job_closes_each_coalitions_previous_month_in_its_zone_once(
+        tmp_path: Path, database_url: str | None) -> None:
+    url = database_url or f"sqlite:///{tmp_path / 'lianjie.db'}"
+    world = _jobs_world(url)  # 'tpoint', Asia/Shanghai
+    with transaction(world.factory, write=True) as session:
+        usops = make_merchant(session, "usops", "US ops")
+        setup.create(session, usops.id, CoalitionIn(code="usa", name="US points", timezone="America/Chicago"))
+        settlement.close(session, setup.access(session, "tpoint", world.ids["ccc"]).coalition, "2026-10",
+                         closed_by="cli")  # the operator closed October by hand
+    ctx = jobs.JobContext("close-coalition-months", world.factory, Settings(database_url=url))
+    # 1 December 00:30 in Shanghai is still 30 November 10:30 in Chicago.
+    first_night = dt.datetime(2026, 11, 30, 16, 30, tzinfo=dt.UTC)
+    assert jobs.close_coalition_months(ctx, now=first_night)["closed"] == [
+        {"coalition": "tpoint", "period": "2026-11", "closed_now": True, "expired_points": 0},
+        {"coalition": "usa", "period": "2026-10", "closed_now": True, "expired_points": 0}]
+    # The next night November is over in Chicago too; Shanghai's is closed already.
+    next_night = first_night + dt.timedelta(days=1)
+    assert [(c["period"], c["closed_now"]) for c in jobs.close_coalition_months(ctx, now=next_night)["closed"]] == [
+        ("2026-11", False), ("2026-11", True)]
+    once_more = jobs.JobContext("close-coalition-months", world.factory, Settings(database_url=url))
+    again = jobs.close_coalition_months(once_more, now=next_night)
+    assert [c["closed_now"] for c in again["closed"]] == [False, False]  # only if not closed yet
+    assert once_more.parts.parts == {}
+    with transaction(world.factory) as session:
+        closed = {(code, label): by for code, label, by in session.execute(
+            select(Coalition.code, CoalitionPeriod.label, CoalitionPeriod.closed_by)
+            .join(CoalitionPeriod, CoalitionPeriod.coalition_id == Coalition.id))}
+    assert closed == {("tpoint", "2026-10"): "cli", ("tpoint", "2026-11"): "job:close-coalition-months",
+                      ("usa", "2026-10"): "job:close-coalition-months",
+                      ("usa", "2026-11"): "job:close-coalition-months"}

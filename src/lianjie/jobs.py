@@ -264,11 +264,12 @@ def previous_month(timezone: str, now: dt.datetime) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-def close_coalition_months(ctx: JobContext, *, batch: int = 500) -> dict[str, Any]:
-    """Close every coalition's previous month (in its time zone) that is not closed yet: expire the lots
-    that lapsed in it, ``batch`` per transaction, then store its statement, as ``lianjie coalition
-    close`` does. The operator's and every member's part say which month was closed."""
-    now = utcnow()
+def close_coalition_months(ctx: JobContext, *, batch: int = 500, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Close every coalition's previous month (in its time zone, as of ``now``) that is not closed yet:
+    expire the lots that lapsed in it, ``batch`` per transaction, then store its statement, as
+    ``lianjie coalition close`` does. The operator's and every member's part say which month was closed.
+    It runs daily, so a month whose first night was missed (the server down) is closed the next day."""
+    now = now or utcnow()
     with transaction(ctx.factory) as session:
         coalitions = list(session.execute(select(Coalition.id, Coalition.code, Coalition.timezone,
                                                  Coalition.operator_tenant_id).order_by(Coalition.id)))
