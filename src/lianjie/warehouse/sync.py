@@ -23,9 +23,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import ibis
 import pyarrow as pa
 from sqlalchemy import select
@@ -79,7 +81,34 @@ def _state(con: Any) -> dict[str, str]:
 
 def _save_state(con: Any, state: dict[str, str]) -> None:
     rows = pa.table({"name": list(state), "value": list(state.values())})
-    con.create_table(STATE, obj=rows, schema=STATE_SCHEMA, overwrite=True)
+    _create(con, STATE, rows, STATE_SCHEMA)
+
+
+@contextmanager
+def _staged(con: Any, rows: pa.Table) -> Iterator[Any]:
+    """``rows`` as an Ibis memtable that the connection lets go of once written.
+
+    DuckDB sees a memtable through a view over its Arrow data, which Ibis keeps registered until the
+    connection closes: a connection that synced more than once (a test's, a long-lived process's)
+    still held every chunk it had copied, listed among its tables, the rows of an erased person too.
+    """
+    staged = ibis.memtable(rows)
+    try:
+        yield staged
+    finally:
+        if con.name == "duckdb":
+            with suppress(KeyError, duckdb.Error):
+                con.con.unregister(staged.op().name)
+
+
+def _insert(con: Any, name: str, rows: pa.Table) -> None:
+    with _staged(con, rows) as staged:
+        con.insert(name, staged)
+
+
+def _create(con: Any, name: str, rows: pa.Table, schema: ibis.Schema) -> None:
+    with _staged(con, rows) as staged:
+        con.create_table(name, obj=staged, schema=schema, overwrite=True)
 
 
 def _arrow(table: WarehouseTable, rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -111,7 +140,7 @@ def replace_rows(con: Any, table: str, key: str, ids: Sequence[int], rows: pa.Ta
             kept = current.anti_join(ids_table, current[key] == ids_table.id)
             con.create_table(table, obj=kept, overwrite=True)
     if rows.num_rows:
-        con.insert(table, rows)
+        _insert(con, table, rows)
 
 
 def _rows(factory: sessionmaker[Session], table: WarehouseTable, query: AnySelect) -> pa.Table:
@@ -124,7 +153,7 @@ def _copy(con: Any, factory: sessionmaker[Session], table: WarehouseTable, query
     """Insert what ``query`` returns; returns the row count and the last chunk's last row."""
     count, last = 0, []
     for rows in _chunks(factory, query):
-        con.insert(table.name, _arrow(table, rows))
+        _insert(con, table.name, _arrow(table, rows))
         count += len(rows)
         last = [rows[-1]]
         if progress:
@@ -134,7 +163,7 @@ def _copy(con: Any, factory: sessionmaker[Session], table: WarehouseTable, query
 
 def _refresh(con: Any, factory: sessionmaker[Session], table: WarehouseTable, progress: Progress | None) -> int:
     whole = _rows(factory, table, table.source())
-    con.create_table(table.name, obj=whole, schema=table.schema, overwrite=True)
+    _create(con, table.name, whole, table.schema)
     if progress:
         progress(table.name, whole.num_rows)
     return int(whole.num_rows)
