@@ -6,6 +6,7 @@ the erasure no longer exports the person's phone."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,11 +18,13 @@ from lianjie.audience.segments.schemas import HashKind, IdType, SegmentIn, Snaps
 from lianjie.commerce import orders
 from lianjie.commerce.models import Order
 from lianjie.commerce.schemas import OrderIn
+from lianjie.config import Settings
 from lianjie.crypto import get_cipher
 from lianjie.identity import privacy, service
 from lianjie.identity.models import Event
 from lianjie.identity.schemas import Channel, ConsentIn, Purpose, TagsIn
 from lianjie.warehouse import sync
+from lianjie.warehouse.connection import connect
 from tests.commerce.test_catalogue import tree
 from tests.factories import make_merchant
 from tests.identity.helpers import customers, msg, send
@@ -98,3 +101,36 @@ def test_after_an_erasure_the_next_sync_leaves_nothing_personal_in_the_warehouse
     assert len(tables["orders"]) == db.scalar(select(func.count()).select_from(Order)) == 1
     assert [r["erased"] for r in tables["identity_map"] if r["profile_id"] == person] == [True]
     assert sorted(e["type"] for e in tables["events"]) == ["identify", "page", "track", "track", "track"]
+
+
+def test_the_duckdb_file_itself_keeps_no_bytes_of_the_erased_person(
+        db: Session, session_factory: sessionmaker[Session], tmp_path: Path) -> None:
+    """DuckDB's DELETE and CREATE OR REPLACE leave the old rows in the file's free blocks, where a
+    copy of the file carries them on: the sync that erased someone publishes a compacted file."""
+    shop = make_merchant(db)
+    p = PERSONAL
+    send(db, shop.id, msg("identify", userId=p["userId"], traits={
+        "member_no": p["member_no"], "wechat_unionid": p["wechat_unionid"], "nickname": p["nickname"]}))
+    send(db, shop.id, msg(userId=p["userId"], event="Coupon Claimed", properties={"note": p["nickname"]}))
+    for n in range(50):  # others' rows around the person's, in the same blocks
+        send(db, shop.id, msg("identify", userId=f"other-{n}", traits={"nickname": f"someone {n}"}))
+    db.flush()
+    path = tmp_path / "warehouse.duckdb"
+    settings = Settings(warehouse_url=f"duckdb:///{path}")
+    sync.run(session_factory, settings)
+    copied = {v for v in p.values() if v.encode() in path.read_bytes()}
+    assert copied >= {p["member_no"], p["nickname"]}  # the search can see what the warehouse copied
+    [person] = customers(db, shop.id, user_id=p["userId"])
+    privacy.erase(db, get_cipher(), shop.id, person)
+    db.flush()
+
+    assert sync.run(session_factory, settings).erased_profiles == 1
+    data = path.read_bytes()
+    assert {v for v in p.values() if v.encode() in data} == set()
+    con = connect(settings)
+    try:
+        assert con.table("events").count().execute() == db.scalar(select(func.count()).select_from(Event))
+        traits = [r["traits"] for r in con.table("profiles").to_pyarrow().to_pylist() if r["traits"]]
+        assert sum("someone" in t for t in traits) == 50  # the others' traits stay
+    finally:
+        con.disconnect()

@@ -37,7 +37,8 @@ from lianjie.commerce.models import Order, OrderLine
 from lianjie.config import Settings
 from lianjie.db import transaction, utcnow
 from lianjie.identity.models import Event, Profile
-from lianjie.warehouse.connection import connect
+from lianjie.warehouse.connection import writing
+from lianjie.warehouse.duckdb_file import compact_when_published
 from lianjie.warehouse.tables import (
     EVENTS,
     LAYOUTS,
@@ -251,10 +252,12 @@ def rebuild(factory: sessionmaker[Session], con: Any, *, progress: Progress | No
 
 def run(factory: sessionmaker[Session], settings: Settings, *, rebuild_all: bool = False,
         progress: Progress | None = None) -> SyncReport:
-    """Sync (or rebuild) the configured warehouse, connected for this run only: a DuckDB file has one
-    writer at a time, and the job, `lianjie warehouse sync` and `rebuild` take turns at it."""
-    con = connect(settings)
-    try:
-        return (rebuild if rebuild_all else sync)(factory, con, progress=progress)
-    finally:
-        con.disconnect()
+    """Sync (or rebuild) the configured warehouse as one write: readers go on reading the last
+    completed sync meanwhile, and see this one once it is complete (connection.writing). A sync
+    that erased someone, and a rebuild, publish the file compacted, without the bytes of the rows
+    they deleted."""
+    with writing(settings) as con:
+        report = (rebuild if rebuild_all else sync)(factory, con, progress=progress)
+        if rebuild_all or report.erased_profiles:
+            compact_when_published(con)
+    return report
