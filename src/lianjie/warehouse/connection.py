@@ -92,14 +92,24 @@ def writing(settings: Settings, *, wait: float | None = None) -> Iterator[Any]:
     On a DuckDB file the writes land in a private copy that replaces the file when the block ends
     without an error, so readers never wait and never see half a write; writers take turns, waiting
     ``wait`` seconds at most (None: as long as it takes) before a 503 ``warehouse_busy``. Spark's
-    tables are folders that each write replaces or adds to (warehouse/spark.py).
+    tables are folders that each write replaces or adds to (warehouse/spark.py); its writers take
+    the same turns.
     """
     url = warehouse_url(settings)
     if url.startswith("duckdb://") and (path := _duckdb_path(url)) is not None:
         with duckdb_file.write(path, wait=wait) as con:
             yield con
         return
-    con = connect(settings)
+    if url.startswith("spark://"):
+        # Two syncs at once would both append the same new rows: Spark writers take turns too.
+        with duckdb_file.writers_turn(parse_spark_url(url, settings)[1] / ".writers", wait):
+            con = connect(settings)
+            try:
+                yield con
+            finally:
+                con.disconnect()
+        return
+    con = connect(settings)  # duckdb:// alone: a warehouse in this connection's memory
     try:
         yield con
     finally:

@@ -85,11 +85,14 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
 
 
 @contextmanager
-def _writers_turn(path: Path, wait: float | None) -> Iterator[None]:
-    """The writers' lock; waits ``wait`` seconds at most (None: as long as it takes), then 503."""
+def writers_turn(path: Path, wait: float | None) -> Iterator[None]:
+    """The writers' lock of the warehouse at ``path`` (a ``flock`` on ``<path>.lock``, which excludes
+    other processes and other threads alike); waits ``wait`` seconds at most (None: as long as it
+    takes), then a 503 ``warehouse_busy``. Spark's warehouse folder takes it too."""
     if fcntl is None:  # pragma: no cover
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a+b") as lock:
         deadline = None if wait is None else time.monotonic() + wait
         while True:
@@ -127,7 +130,7 @@ def write(path: Path, *, wait: float | None = None) -> Iterator[Any]:
     """An Ibis connection to a private copy of the warehouse, published when the block ends without
     an error (discarded otherwise)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _writers_turn(path, wait):
+    with writers_turn(path, wait):
         for leftover in _staged_files(path):  # a writer that died before publishing
             _discard(leftover)
         staging = path.with_name(f"{path.name}.writing-{uuid.uuid4().hex}")

@@ -9,7 +9,8 @@ Merges and unmerges reach the warehouse through ``identity_map`` (profile -> cus
 refreshed whole every sync; rows stay attributed to the base profile they were recorded with, as in
 the operational store, and analytics join through the map. A PIPL erasure blanks the profile in the
 operational store; the next sync deletes the person's events from the warehouse and copies them
-again as they now are (without the personal fields), so the warehouse forgets what the store forgot.
+again as they now are (without the personal fields), so the warehouse forgets what the store forgot;
+on a DuckDB file that sync publishes a compacted file, without the deleted rows' bytes (duckdb_file.py).
 
 Every write goes through Ibis and works on DuckDB and on PySpark, except one: deleting rows by key
 (:func:`replace_rows`), which Ibis does not express. DuckDB deletes with its own DELETE; Spark's
