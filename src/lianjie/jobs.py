@@ -180,8 +180,7 @@ def compute_traits_for(factory: sessionmaker[Session], settings: Settings, *, me
         query = select(Merchant.id, Merchant.slug, Merchant.timezone).order_by(Merchant.id)
         merchants = list(session.execute(query if merchant is None else query.where(Merchant.id == merchant)))
         configs = {m.id: trait_settings.load(session, m.id) for m in merchants}
-    con = warehouse_connection.connect(settings)
-    try:
+    with warehouse_connection.writing(settings) as con:
         if not {"orders", "identity_map"} <= set(con.list_tables()):
             return {"merchants": [], "computed_at": as_of.isoformat(), "skipped": "the warehouse was never synced"}
         runs = []
@@ -191,8 +190,6 @@ def compute_traits_for(factory: sessionmaker[Session], settings: Settings, *, me
             if on_merchant is not None:
                 on_merchant(m.slug, runs[-1].rows.num_rows)
         traits.write(con, runs, everyone=merchant is None)
-    finally:
-        con.disconnect()
     for run in runs:
         with transaction(factory, write=True) as session:
             replace_traits(session, run.tenant_id, run.rows)

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from lianjie.crypto import PiiCipher
 from lianjie.db import utcnow
-from lianjie.identity import pii
+from lianjie.identity import export as export_sections
 from lianjie.identity.models import Consent, ErasedIdentifier, Event, Identifier, Merge, Profile, ProfileTag
 from lianjie.identity.resolution import lock_identity_graph
 from lianjie.identity.schemas import ConsentIn, ConsentOut
-from lianjie.identity.service import current_consent, get_profile, members, root_of
+from lianjie.identity.service import current_consent, members, root_of
 from lianjie.tenants import audit
 
 
@@ -44,25 +44,9 @@ def record_consent(session: Session, tenant_id: int, profile_id: int, decision: 
 
 
 def export(session: Session, cipher: PiiCipher, tenant_id: int, profile_id: int) -> dict[str, Any]:
-    """Everything held about the person, personal fields decrypted (PIPL art. 45)."""
-    root = root_of(session, tenant_id, profile_id)
-    ids = [p.id for p in members(session, tenant_id, root)]
-    profile = get_profile(session, cipher, tenant_id, root, reveal_pii=True)
-    events = session.scalars(select(Event).where(Event.tenant_id == tenant_id, Event.profile_id.in_(ids))
-                             .order_by(Event.timestamp, Event.id)).all()
-    consents = session.scalars(select(Consent).where(Consent.profile_id.in_(ids)).order_by(Consent.recorded_at)).all()
-    merges = session.scalars(select(Merge).where(Merge.tenant_id == tenant_id, Merge.survivor_id.in_(ids)
-                                                 | Merge.merged_id.in_(ids)).order_by(Merge.id)).all()
-    return {
-        "exported_at": utcnow().isoformat(),
-        "profile": profile.model_dump(mode="json", exclude={"recent_events"}),
-        "consent_history": [{"purpose": c.purpose, "channel": c.channel, "granted": c.granted, "source": c.source,
-                             "recorded_at": c.recorded_at.isoformat()} for c in consents],
-        "events": [pii.join(e.payload, pii.unseal(cipher, e.pii_encrypted)) for e in events],
-        "merges": [{"id": m.id, "survivor_id": m.survivor_id, "merged_id": m.merged_id,
-                    "created_at": m.created_at.isoformat(),
-                    "undone_at": m.undone_at.isoformat() if m.undone_at else None} for m in merges],
-    }
+    """Everything held about the person, personal fields decrypted (PIPL art. 45): every domain's
+    section (identity/export.py says how they are gathered)."""
+    return export_sections.export(session, cipher, tenant_id, profile_id)
 
 
 def _anonymous_payload(payload: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import importlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import ibis
 
 from lianjie.config import Settings
 from lianjie.errors import ValidationFailed
+from lianjie.warehouse import duckdb_file
 from lianjie.warehouse.tables import LAYOUTS
 
 #: The Spark masters lianjie runs on: local mode only (local, local[N], local[*]).
@@ -64,15 +67,50 @@ def _java_home() -> bool:
     return home is not None and (Path(home) / "bin" / "java").exists()
 
 
+def _duckdb_path(url: str) -> Path | None:
+    """duckdb:///abs/file.duckdb, duckdb://rel/file.duckdb; None for ``duckdb://`` (in memory)."""
+    path = url.removeprefix("duckdb://")
+    return Path(path) if path else None
+
+
 def connect(settings: Settings) -> Any:
-    """An Ibis backend for the configured warehouse."""
+    """An Ibis backend reading the configured warehouse: a DuckDB file as of its last completed write
+    (duckdb_file.py), or Spark. Write through :func:`writing`."""
     url = warehouse_url(settings)
     if url.startswith("duckdb://"):
-        path = url.removeprefix("duckdb://")  # duckdb:///abs/file.duckdb, duckdb://rel/file.duckdb
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return ibis.duckdb.connect(path)
-        return ibis.duckdb.connect()
+        path = _duckdb_path(url)
+        return duckdb_file.open_read_only(path) if path else ibis.duckdb.connect()
     if url.startswith("spark://"):
         return connect_spark(url, settings)
     raise _unsupported(url, "use duckdb:///path/file.duckdb or spark://local[N]/path")
+
+
+@contextmanager
+def writing(settings: Settings, *, wait: float | None = None) -> Iterator[Any]:
+    """An Ibis backend that writes the configured warehouse, for the length of the block.
+
+    On a DuckDB file the writes land in a private copy that replaces the file when the block ends
+    without an error, so readers never wait and never see half a write; writers take turns, waiting
+    ``wait`` seconds at most (None: as long as it takes) before a 503 ``warehouse_busy``. Spark's
+    tables are folders that each write replaces or adds to (warehouse/spark.py); its writers take
+    the same turns.
+    """
+    url = warehouse_url(settings)
+    if url.startswith("duckdb://") and (path := _duckdb_path(url)) is not None:
+        with duckdb_file.write(path, wait=wait) as con:
+            yield con
+        return
+    if url.startswith("spark://"):
+        # Two syncs at once would both append the same new rows: Spark writers take turns too.
+        with duckdb_file.writers_turn(parse_spark_url(url, settings)[1] / ".writers", wait):
+            con = connect(settings)
+            try:
+                yield con
+            finally:
+                con.disconnect()
+        return
+    con = connect(settings)  # duckdb:// alone: a warehouse in this connection's memory
+    try:
+        yield con
+    finally:
+        con.disconnect()

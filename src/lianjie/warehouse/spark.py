@@ -19,8 +19,9 @@ Writes go around Spark's weak spots:
   ``timestamp('UTC')``, as on DuckDB; json columns are stored as strings and read back as ``json``
   where the declared layout (warehouse/tables.py) says so.
 
-Concurrency is that of the DuckDB file: one writer at a time; a reader in another process sees a
-table between two writes, except for the instant in which a rewritten folder is swapped in.
+Concurrency: one writer at a time (connection.writing takes the writers' lock, as for a DuckDB
+file); a reader in another process sees a table between two writes, except for the instant in which
+a rewritten folder is swapped in.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Merges and unmerges reach the warehouse through ``identity_map`` (profile -> cus
 refreshed whole every sync; rows stay attributed to the base profile they were recorded with, as in
 the operational store, and analytics join through the map. A PIPL erasure blanks the profile in the
 operational store; the next sync deletes the person's events from the warehouse and copies them
-again as they now are (without the personal fields), so the warehouse forgets what the store forgot.
+again as they now are (without the personal fields), so the warehouse forgets what the store forgot;
+on a DuckDB file that sync publishes a compacted file, without the deleted rows' bytes (duckdb_file.py).
 
 Every write goes through Ibis and works on DuckDB and on PySpark, except one: deleting rows by key
 (:func:`replace_rows`), which Ibis does not express. DuckDB deletes with its own DELETE; Spark's
@@ -23,9 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import ibis
 import pyarrow as pa
 from sqlalchemy import select
@@ -35,7 +38,8 @@ from lianjie.commerce.models import Order, OrderLine
 from lianjie.config import Settings
 from lianjie.db import transaction, utcnow
 from lianjie.identity.models import Event, Profile
-from lianjie.warehouse.connection import connect
+from lianjie.warehouse.connection import writing
+from lianjie.warehouse.duckdb_file import compact_when_published
 from lianjie.warehouse.tables import (
     EVENTS,
     LAYOUTS,
@@ -79,7 +83,34 @@ def _state(con: Any) -> dict[str, str]:
 
 def _save_state(con: Any, state: dict[str, str]) -> None:
     rows = pa.table({"name": list(state), "value": list(state.values())})
-    con.create_table(STATE, obj=rows, schema=STATE_SCHEMA, overwrite=True)
+    _create(con, STATE, rows, STATE_SCHEMA)
+
+
+@contextmanager
+def _staged(con: Any, rows: pa.Table) -> Iterator[Any]:
+    """``rows`` as an Ibis memtable that the connection lets go of once written.
+
+    DuckDB sees a memtable through a view over its Arrow data, which Ibis keeps registered until the
+    connection closes: a connection that synced more than once (a test's, a long-lived process's)
+    still held every chunk it had copied, listed among its tables, the rows of an erased person too.
+    """
+    staged = ibis.memtable(rows)
+    try:
+        yield staged
+    finally:
+        if con.name == "duckdb":
+            with suppress(KeyError, duckdb.Error):
+                con.con.unregister(staged.op().name)
+
+
+def _insert(con: Any, name: str, rows: pa.Table) -> None:
+    with _staged(con, rows) as staged:
+        con.insert(name, staged)
+
+
+def _create(con: Any, name: str, rows: pa.Table, schema: ibis.Schema) -> None:
+    with _staged(con, rows) as staged:
+        con.create_table(name, obj=staged, schema=schema, overwrite=True)
 
 
 def _arrow(table: WarehouseTable, rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -111,7 +142,7 @@ def replace_rows(con: Any, table: str, key: str, ids: Sequence[int], rows: pa.Ta
             kept = current.anti_join(ids_table, current[key] == ids_table.id)
             con.create_table(table, obj=kept, overwrite=True)
     if rows.num_rows:
-        con.insert(table, rows)
+        _insert(con, table, rows)
 
 
 def _rows(factory: sessionmaker[Session], table: WarehouseTable, query: AnySelect) -> pa.Table:
@@ -124,7 +155,7 @@ def _copy(con: Any, factory: sessionmaker[Session], table: WarehouseTable, query
     """Insert what ``query`` returns; returns the row count and the last chunk's last row."""
     count, last = 0, []
     for rows in _chunks(factory, query):
-        con.insert(table.name, _arrow(table, rows))
+        _insert(con, table.name, _arrow(table, rows))
         count += len(rows)
         last = [rows[-1]]
         if progress:
@@ -134,7 +165,7 @@ def _copy(con: Any, factory: sessionmaker[Session], table: WarehouseTable, query
 
 def _refresh(con: Any, factory: sessionmaker[Session], table: WarehouseTable, progress: Progress | None) -> int:
     whole = _rows(factory, table, table.source())
-    con.create_table(table.name, obj=whole, schema=table.schema, overwrite=True)
+    _create(con, table.name, whole, table.schema)
     if progress:
         progress(table.name, whole.num_rows)
     return int(whole.num_rows)
@@ -222,10 +253,12 @@ def rebuild(factory: sessionmaker[Session], con: Any, *, progress: Progress | No
 
 def run(factory: sessionmaker[Session], settings: Settings, *, rebuild_all: bool = False,
         progress: Progress | None = None) -> SyncReport:
-    """Sync (or rebuild) the configured warehouse, connected for this run only: a DuckDB file has one
-    writer at a time, and the job, `lianjie warehouse sync` and `rebuild` take turns at it."""
-    con = connect(settings)
-    try:
-        return (rebuild if rebuild_all else sync)(factory, con, progress=progress)
-    finally:
-        con.disconnect()
+    """Sync (or rebuild) the configured warehouse as one write: readers go on reading the last
+    completed sync meanwhile, and see this one once it is complete (connection.writing). A sync
+    that erased someone, and a rebuild, publish the file compacted, without the bytes of the rows
+    they deleted."""
+    with writing(settings) as con:
+        report = (rebuild if rebuild_all else sync)(factory, con, progress=progress)
+        if rebuild_all or report.erased_profiles:
+            compact_when_published(con)
+    return report

@@ -26,7 +26,7 @@ from lianjie.http import REPLAYED, DbSession, RowId
 from lianjie.pagination import Limit, Offset, Page
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
-from lianjie.warehouse.http import Warehouse
+from lianjie.warehouse.http import Warehouse, WarehouseWriter
 
 router = APIRouter(prefix="/api/v1/segments", tags=["segments"])
 Reader = Annotated[Caller, RequireScope("audiences:read")]
@@ -85,7 +85,7 @@ def preview_segment(segment_id: RowId, session: DbSession, warehouse: Warehouse,
 
 
 @router.post("/{segment_id}/snapshots", status_code=201, responses=REPLAYED)
-def take_snapshot(segment_id: RowId, response: Response, session: DbSession, warehouse: Warehouse,
+def take_snapshot(segment_id: RowId, response: Response, session: DbSession, warehouse: WarehouseWriter,
                   caller: Writer, body: SnapshotIn | None = None) -> SnapshotOut:
     """Evaluate the segment now and keep its members (idempotent with ``idempotency_key``)."""
     out = service.take_snapshot(session, warehouse, caller.tenant_id, segment_id, body or SnapshotIn(), _by(caller))
