@@ -16,10 +16,11 @@ from lianjie.loyalty.schemas import (
     EntryOut,
     ManualTierIn,
     OperationOut,
+    ProgrammeVersionOut,
     SpendIn,
     TierOut,
 )
-from lianjie.pagination import MAX_LIMIT, Page
+from lianjie.pagination import MAX_LIMIT, Limit, Offset, Page
 from lianjie.tenants.auth import RequireScope
 from lianjie.tenants.keys import Caller
 
@@ -42,8 +43,31 @@ def get_programme(session: DbSession, caller: Reader) -> dict[str, Any]:
 
 @router.put("/programme")
 def put_programme(body: dict[str, Any], session: DbSession, caller: Writer) -> dict[str, Any]:
-    """Replace the programme's rules; a bad document gets 422 naming the field."""
-    return programme.save(session, caller.tenant_id, body).model_dump(mode="json")
+    """Replace the programme's rules with a whole document: every top-level field must be given (422
+    ``programme_incomplete`` lists the missing ones); a bad document gets 422 naming the field."""
+    return programme.replace(session, caller.tenant_id, body).model_dump(mode="json")
+
+
+@router.patch("/programme")
+def patch_programme(body: dict[str, Any], session: DbSession, caller: Writer) -> dict[str, Any]:
+    """Change some rules: a JSON merge patch (RFC 7396) onto the stored programme; nested objects merge,
+    ``null`` resets a key to its default."""
+    return programme.patch(session, caller.tenant_id, body).model_dump(mode="json")
+
+
+@router.get("/programme/versions")
+def list_programme_versions(session: DbSession, caller: Reader, limit: Limit = 50,
+                            offset: Offset = 0) -> Page[ProgrammeVersionOut]:
+    """Every saved version of the programme, newest first, with who saved it and when."""
+    rows, total = programme.versions(session, caller.tenant_id, limit=limit, offset=offset)
+    return Page(items=[ProgrammeVersionOut.model_validate(r) for r in rows], total=total, limit=limit,
+                offset=offset)
+
+
+@router.post("/programme/versions/{version}/rollback", status_code=201)
+def rollback_programme(version: RowId, session: DbSession, caller: Writer) -> dict[str, Any]:
+    """Save an older version's rules again, as the newest version (the history is kept)."""
+    return programme.rollback(session, caller.tenant_id, version).model_dump(mode="json")
 
 
 @router.get("/accounts/{profile_id}")
