@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
-from lianjie.http import REPLAYED, DbSession, RowId
+from lianjie.http import REPLAYED, DbSession, RowId, error_response
 from lianjie.loyalty import ledger, programme, service, tiers
 from lianjie.loyalty.schemas import (
     AdjustIn,
@@ -91,11 +92,19 @@ def earn(profile_id: RowId, body: EarnIn, response: Response, session: DbSession
     return _answer(result, response)
 
 
-@router.post("/accounts/{profile_id}/spend", status_code=201, responses=REPLAYED)
-def spend(profile_id: RowId, body: SpendIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
-    """Spend now, or with `hold` keep the points aside until the till confirms or cancels."""
-    result = ledger.spend(session, caller.tenant_id, profile_id, body.idempotency_key, body.points, hold=body.hold,
-                          order_no=body.order_no, reason=body.reason)
+@router.post("/accounts/{profile_id}/spend", status_code=201, response_model=OperationOut,
+             responses=REPLAYED | {422: {"description": "Too few points (`insufficient_points`): remembered as "
+                                         "the key's answer, so a retry gets it again with `details.replayed`."}})
+def spend(profile_id: RowId, body: SpendIn, request: Request, response: Response, session: DbSession,
+          caller: Writer) -> OperationOut | JSONResponse:
+    """Spend now, or with `hold` keep the points aside until the till confirms or cancels.
+
+    A refusal for too few points is returned by the ledger, not raised, so that this request's
+    transaction commits it as the key's answer (ledger.try_spend says why)."""
+    result = ledger.try_spend(session, caller.tenant_id, profile_id, body.idempotency_key, body.points,
+                              hold=body.hold, order_no=body.order_no, reason=body.reason)
+    if result.refusal is not None:
+        return error_response(request.url.path, result.refusal)
     return _answer(result, response)
 
 
