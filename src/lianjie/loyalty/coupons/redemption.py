@@ -8,7 +8,11 @@ A coupon is redeemed for an order in one of two ways:
 
 - the till calls ``POST /coupons/redeem`` with the order number and basket: the coupon must apply,
   and a conditional UPDATE (``… WHERE status = 'issued'``) lets exactly one of any number of
-  concurrent redeemers through; the others get 409 ``coupon_already_redeemed``. Repeating the call
+  concurrent redeemers through; the others get 409 ``coupon_already_redeemed``. Redeeming an unbound
+  (printed) code claims it for the buyer, which counts towards the template's per-customer limit:
+  it takes the template's lock and counts again first, as issuing and claiming do, so racing
+  redemptions of different codes by one customer stop at the limit (409 ``coupon_limit_reached``).
+  Repeating the call
   for the same code and order number returns the stored redemption (idempotent);
 - an order arrives through ``POST /api/v1/orders`` with a discount ``{"kind": "coupon", "code": X}``
   (commerce publishes ``OrderCompleted`` with the codes): the coupon is redeemed for that order with
@@ -129,12 +133,33 @@ def _state(session: Session, tenant_id: int, code: str, profile_id: int | None, 
         if coupon.profile_id is not None and owner_root != root:
             reasons.append(Reason("coupon_other_customer", "the coupon belongs to another customer",
                                   "该券属于其他会员"))
-        elif (coupon.profile_id is None and template.per_customer_limit is not None
-              and issuing.held_by(session, template.id, issuing.customer_ids(session, tenant_id, profile_id))
-              >= template.per_customer_limit):
-            reasons.append(Reason("coupon_limit_reached", f"the customer already has {template.per_customer_limit} "
-                                  "of these coupons", "已达每人限用数量"))
+        elif coupon.profile_id is None and _at_limit(session, tenant_id, template, profile_id):
+            reasons.append(_limit_reason(template))
     return Checked(coupon, template, reasons)
+
+
+def _at_limit(session: Session, tenant_id: int, template: CouponTemplate, profile_id: int) -> bool:
+    """Whether claiming one more of ``template`` would take the customer past its per-customer limit."""
+    return (template.per_customer_limit is not None
+            and issuing.held_by(session, template.id, issuing.customer_ids(session, tenant_id, profile_id))
+            >= template.per_customer_limit)
+
+
+def _limit_reason(template: CouponTemplate) -> Reason:
+    return Reason("coupon_limit_reached", f"the customer already has {template.per_customer_limit} of these coupons",
+                  "已达每人限用数量")
+
+
+def _limit_holds(session: Session, tenant_id: int, checked: Checked, profile_id: int | None) -> bool:
+    """Just before an unbound coupon is claimed by redeeming it: take the template's lock (as issuing
+    and claiming do) and count again, so racing redemptions for one customer pass one at a time. The
+    count in :func:`_state` ran unlocked: it answers validation, which writes nothing."""
+    coupon, template = checked.coupon, checked.template
+    if (coupon is None or template is None or coupon.profile_id is not None or profile_id is None
+            or template.per_customer_limit is None):
+        return True
+    issuing.lock_for_limit(session, template.id)
+    return not _at_limit(session, tenant_id, template, profile_id)
 
 
 def _evaluate(session: Session, tenant_id: int, data: BasketIn) -> tuple[Checked, rules.Evaluation]:
@@ -236,6 +261,9 @@ def redeem(session: Session, tenant_id: int, data: RedeemIn) -> RedeemOut:
         if earlier is not None:
             return _replayed(coupon, earlier, data, evaluation)
     reasons = [*checked.reasons, *evaluation.reasons]
+    if not reasons and not _limit_holds(session, tenant_id, checked, data.profile_id):
+        assert checked.template is not None
+        reasons = [_limit_reason(checked.template)]
     if reasons:
         raise _refuse(reasons)
     assert coupon is not None
@@ -282,8 +310,11 @@ def redeem_for_order(session: Session, event: OrderCompleted) -> None:
         coupon = checked.coupon
         if coupon is not None and coupon.status == CouponStatus.REDEEMED.value and coupon.order_no == event.order_no:
             continue  # the till redeemed it for this order already
-        if checked.reasons:
-            _conflict(session, event.tenant_id, event.order_no, code, checked.reasons[0], discount)
+        reasons = checked.reasons
+        if not reasons and checked.template and not _limit_holds(session, event.tenant_id, checked, event.profile_id):
+            reasons = [_limit_reason(checked.template)]
+        if reasons:
+            _conflict(session, event.tenant_id, event.order_no, code, reasons[0], discount)
             continue
         assert coupon is not None
         owner = _mark_redeemed(session, coupon, event.order_no, event.profile_id, discount, event.ordered_at)
