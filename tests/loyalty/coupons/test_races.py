@@ -15,17 +15,14 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lianjie import migrate
-from lianjie.commerce import orders
-from lianjie.commerce.schemas import OrderIn
-from lianjie.crypto import get_cipher
-from lianjie.db import create_db_engine, make_session_factory, transaction, utcnow, writer_turn
+from lianjie.db import create_db_engine, make_session_factory, transaction, writer_turn
 from lianjie.errors import LianjieError
 from lianjie.identity.models import Profile
 from lianjie.loyalty.coupons import issuing, redemption
 from lianjie.loyalty.coupons.models import Coupon, CouponRedemption, CouponTemplate
 from lianjie.loyalty.coupons.schemas import IssueIn
 from tests.identity.helpers import customers, msg, send
-from tests.loyalty.coupons.helpers import give, redeem_in, shop, template
+from tests.loyalty.coupons.helpers import give, redeem_in, sell, shop, template
 from tests.loyalty.helpers import person
 
 THREADS = 50
@@ -87,6 +84,8 @@ def test_fifty_tills_redeem_one_single_use_code(factory: sessionmaker[Session]) 
         tenant_id = shop(session).id
         template(session, tenant_id, "ONCE")
         code = give(session, tenant_id, "ONCE", count=1)[0]
+        for n in range(THREADS):
+            sell(session, tenant_id, f"SO-{n}", None)  # guests' orders
 
     def till(n: int) -> Callable[[Session], Any]:
         return lambda s: redemption.redeem(s, tenant_id, redeem_in(code, f"SO-{n}", ("DRESS", 1, 39900)))
@@ -142,13 +141,6 @@ def _one_customer_with_two_profiles(session: Session, tenant_id: int) -> list[in
     return [device, member]
 
 
-def _orders_of_u1(session: Session, tenant_id: int, order_nos: list[str]) -> None:
-    for order_no in order_nos:
-        orders.record_order(session, get_cipher(), tenant_id, OrderIn.model_validate({
-            "order_no": order_no, "ordered_at": utcnow().isoformat(), "store_code": "SH001", "channel": "offline",
-            "buyer": {"user_id": "U1"}, "lines": [{"sku": "DRESS", "quantity": 1, "unit_price_fen": 39900}]}))
-
-
 def test_thirty_unbound_codes_redeemed_at_once_by_one_customer_respect_the_limit(
         factory: sessionmaker[Session]) -> None:
     """Each redemption of an unbound code claims it for the buyer; with a limit of 1, one of 30 racing
@@ -158,7 +150,8 @@ def test_thirty_unbound_codes_redeemed_at_once_by_one_customer_respect_the_limit
         template(session, tenant_id, "ONE-EACH", per_customer_limit=1)
         codes = give(session, tenant_id, "ONE-EACH", count=30)
         profiles = _one_customer_with_two_profiles(session, tenant_id)
-        _orders_of_u1(session, tenant_id, [f"SO-{n}" for n in range(30)])
+        for n in range(30):
+            sell(session, tenant_id, f"SO-{n}", "U1")
 
     def till(n: int) -> Callable[[Session], Any]:
         return lambda s: redemption.redeem(s, tenant_id, redeem_in(codes[n], f"SO-{n}", ("DRESS", 1, 39900),
@@ -180,7 +173,8 @@ def test_issues_claims_and_redemptions_racing_for_one_customer_respect_the_limit
         template(session, tenant_id, "TWO-EACH", per_customer_limit=2)
         codes = give(session, tenant_id, "TWO-EACH", count=20)
         profiles = _one_customer_with_two_profiles(session, tenant_id)
-        _orders_of_u1(session, tenant_id, [f"SO-{n}" for n in range(10)])
+        for n in range(10):
+            sell(session, tenant_id, f"SO-{n}", "U1")
 
     def job(n: int) -> Callable[[Session], Any]:
         profile = profiles[n % 2]
