@@ -6,7 +6,8 @@ template scoped to a category (so every validation walks the tree and looks up t
 categories), --customers customers, and --ops coupons issued to random customers. Then --clients
 threads spread over --processes processes (as requests over the server's workers) each act as a
 till: one operation is a validation of a two-line basket (a read transaction) followed by the
-redemption of that coupon for a new order (a write transaction, queued as the API queues writers).
+redemption of that coupon for the customer's order (a write transaction, queued as the API queues
+writers; the orders are stored in the setup, as a coupon is redeemed for a stored order).
 The same-run baseline is the same threads running ``UPDATE … SET n = n + 1 WHERE id = ?``, one
 transaction per statement, as bench/ledger.py does.
 
@@ -30,15 +31,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rich.progress import Progress  # noqa: E402
-from sqlalchemy import Engine, select  # noqa: E402
+from sqlalchemy import Engine, insert, select  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from bench import settlement  # noqa: E402
 from bench.ledger import create_counters, figures, run_bench, run_clients, update_maker  # noqa: E402
 from lianjie import migrate  # noqa: E402
 from lianjie.commerce import catalogue  # noqa: E402
+from lianjie.commerce.models import Order  # noqa: E402
 from lianjie.commerce.schemas import CategoryIn, ProductIn  # noqa: E402
-from lianjie.db import create_db_engine, make_session_factory, transaction, writer_turn  # noqa: E402
+from lianjie.db import create_db_engine, make_session_factory, transaction, utcnow, writer_turn  # noqa: E402
 from lianjie.identity.models import Profile  # noqa: E402
 from lianjie.loyalty.coupons import issuing, redemption, templates  # noqa: E402
 from lianjie.loyalty.coupons.models import Coupon  # noqa: E402
@@ -71,6 +73,11 @@ def setup(factory: sessionmaker[Session], customers: int, coupons: int) -> tuple
             owners = rng.sample([p.id for p in profiles], min(step, coupons - start))
             issuing.issue(session, merchant.id, "MJ200", IssueIn(idempotency_key=f"setup-{start}", profile_ids=owners))
         rows = session.execute(select(Coupon.code, Coupon.profile_id).order_by(Coupon.id)).all()
+        now = utcnow()
+        session.execute(insert(Order), [  # the orders the coupons are redeemed for (without the discount)
+            {"tenant_id": merchant.id, "order_no": f"B-{i}", "ordered_at": now, "channel": "offline",
+             "currency": "CNY", "profile_id": owner, "list_fen": 79700, "discount_fen": 0, "paid_fen": 79700,
+             "source": "bench"} for i, (_, owner) in enumerate(rows)])
         return merchant.id, [(code, owner) for code, owner in rows]
 
 
@@ -103,7 +110,7 @@ def run_one(label: str, url: str, args: argparse.Namespace, progress: Progress) 
 def main() -> None:
     args = run_bench(__doc__, "coupons", "validate+redeem/s", run_one, lambda args: (
         f"({args.clients} client threads in {args.processes} processes; one operation = validate a 2-line basket "
-        f"(read transaction) + redeem that coupon for a new order (write transaction); {args.ops} coupons of a "
+        f"(read transaction) + redeem that coupon for its stored order (write transaction); {args.ops} coupons of a "
         "category-scoped 满200减30 template; baseline = single-row UPDATE per transaction)"),
         more_options=lambda parser: settlement.add_options(parser, "settlement-"))
     if args.settlement_entries > 0:

@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,10 @@ from lianjie.domain_events import publish
 from lianjie.identity.models import Profile
 from lianjie.loyalty import programme
 from lianjie.loyalty.models import PointsAccount, PointsEntry, PointsLot, PointsOperation
+from lianjie.tenants import keys
+from lianjie.tenants.models import ApiKeyKind, Merchant
+from lianjie.tenants.schemas import ApiKeyCreate
+from tests.factories import bearer
 from tests.identity.helpers import customers, msg, send
 
 _ids = itertools.count(1)
@@ -24,6 +29,21 @@ def person(db: Session, tenant_id: int, user_id: str) -> int:
     """A customer known by ``user_id`` (created through the ingestion pipeline)."""
     send(db, tenant_id, msg("identify", userId=user_id))
     return customers(db, tenant_id, user_id=user_id).pop()
+
+
+def admin(db: Session, merchant: Merchant) -> tuple[dict[str, str], str]:
+    """A full admin key's headers and the actor the audit log names it by (``key:<id>``)."""
+    key, secret = keys.create_api_key(db, merchant.id, ApiKeyCreate(kind=ApiKeyKind.ADMIN, name="admin",
+                                                                    scopes=[keys.ALL]))
+    return bearer(secret), f"key:{key.id}"
+
+
+def audit_log(client: TestClient, headers: dict[str, str], action: str) -> list[dict[str, Any]]:
+    """The merchant's audit entries whose action starts with ``action``, newest first."""
+    response = client.get("/api/v1/audit", params={"action": action}, headers=headers)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
 
 
 def set_programme(db: Session, tenant_id: int, **rules: Any) -> programme.ProgrammeConfig:

@@ -12,14 +12,21 @@ from sqlalchemy.orm import Session
 
 from lianjie.loyalty import ledger
 from lianjie.loyalty.models import PointsEntry, PointsOperation
+from lianjie.loyalty.programme import ProgrammeConfig
 from tests.endpoints import Endpoint, check_keys_and_scopes
 from tests.factories import bearer, make_admin_key, make_merchant, make_write_key
 from tests.loyalty.helpers import check_invariants, person
 
 A = "/api/v1/loyalty/accounts/{profile}"
+TIERS = [{"code": "member", "name": "会员", "threshold": 0}, {"code": "gold", "name": "金卡", "threshold": 1000}]
+WHOLE = ProgrammeConfig(tiers=TIERS).model_dump(mode="json") | {"points_per_yuan": "2"}
 ENDPOINTS = [
     Endpoint("GET", "/api/v1/loyalty/programme", "loyalty:read"),
-    Endpoint("PUT", "/api/v1/loyalty/programme", "loyalty:write", {"points_per_yuan": "2"}),
+    Endpoint("PUT", "/api/v1/loyalty/programme", "loyalty:write", WHOLE),
+    Endpoint("PATCH", "/api/v1/loyalty/programme", "loyalty:write", {"points_per_yuan": "2"}),
+    Endpoint("GET", "/api/v1/loyalty/programme/versions", "loyalty:read"),
+    Endpoint("POST", "/api/v1/loyalty/programme/versions/1/rollback", "loyalty:write",
+             route="/api/v1/loyalty/programme/versions/{version}/rollback"),
     Endpoint("GET", A, "loyalty:read", route="/api/v1/loyalty/accounts/{profile_id}"),
     Endpoint("GET", A + "/entries", "loyalty:read", route="/api/v1/loyalty/accounts/{profile_id}/entries"),
     Endpoint("GET", A + "/tiers", "loyalty:read", route="/api/v1/loyalty/accounts/{profile_id}/tiers"),
@@ -46,8 +53,7 @@ def world(db: Session) -> dict[str, Any]:
     a, b = make_merchant(db, "huamei"), make_merchant(db, "yuedong", "悦动运动")
     from lianjie.loyalty import programme
 
-    programme.save(db, a.id, {"tiers": [{"code": "member", "name": "会员", "threshold": 0},
-                                        {"code": "gold", "name": "金卡", "threshold": 1000}]})
+    programme.save(db, a.id, {"tiers": TIERS})
     profile = person(db, a.id, "U1")
     ledger.earn(db, a.id, profile, "seed", points=100)
     hold = ledger.spend(db, a.id, profile, "seed-hold", 10, hold=True)
@@ -130,7 +136,7 @@ def test_bad_input_is_refused_and_changes_nothing(client: TestClient, db: Sessio
 
 def test_a_bad_programme_names_the_field(client: TestClient, world: dict[str, Any]) -> None:
     h = bearer(world["full_a"])
-    response = client.put("/api/v1/loyalty/programme", headers=h, json={"expiry": {"kind": "fortnightly"}})
+    response = client.put("/api/v1/loyalty/programme", headers=h, json=WHOLE | {"expiry": {"kind": "fortnightly"}})
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "expiry.kind"
     unknown = client.get("/api/v1/loyalty/accounts/999999", headers=h)

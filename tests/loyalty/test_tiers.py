@@ -114,3 +114,69 @@ def test_merge_spend_unmerge_splits_points_and_tiers_back(db: Session, shop: Mer
     assert service.balance(db, shop.id, p2).available == 0
     assert (tier_of(db, shop, p1), tier_of(db, shop, p2)) == ("silver", "gold")
     check_invariants(db, shop.id)
+
+
+def _run(db: Session, shop: Merchant, at: dt.datetime) -> None:
+    """The periodic evaluation (what `lianjie loyalty evaluate-tiers` and the job run), as of ``at``."""
+    tiers.evaluate_all(db, programme.load(db, shop.id), shop.id, at)
+
+
+def _tier(db: Session, shop: Merchant, profile_id: int) -> tuple[str | None, bool]:
+    """The tier and whether a downgrade is due."""
+    tier = service.balance(db, shop.id, profile_id).tier
+    return (tier.code, tier.downgrade_due_at is not None) if tier else (None, False)
+
+
+def test_a_manual_tier_with_an_end_date_holds_through_evaluation_runs(db: Session, shop: Merchant) -> None:
+    """Gold by hand for 60 days for a customer who qualifies for nothing by then; the runs before the end
+    date change nothing, after it the normal grace period starts and then the downgrade."""
+    set_programme(db, shop.id, tiers=TIERS, pending_days=0,
+                  qualification={"metric": "points_earned", "window_days": 30, "grace_days": 10})
+    buyer = person(db, shop.id, "U1")
+    start = utcnow()
+    ledger.earn(db, shop.id, buyer, "visit", points=150)
+    tiers.set_manual(db, programme.load(db, shop.id), shop.id, buyer, [buyer], "gold",
+                     until=start + 60 * DAY, reason="brand ambassador", operator="ops@huamei")
+    for day in (1, 31, 45, 59):  # from day 31 the 150 points are out of the window: qualifies for none
+        _run(db, shop, start + day * DAY)
+        assert _tier(db, shop, buyer) == ("gold", False), day
+    _run(db, shop, start + 61 * DAY)
+    assert _tier(db, shop, buyer) == ("gold", True)  # the end date passed: grace
+    _run(db, shop, start + 70 * DAY)
+    assert _tier(db, shop, buyer) == ("gold", True)
+    _run(db, shop, start + 72 * DAY)
+    assert _tier(db, shop, buyer) == ("member", False)
+
+
+def test_an_upgrade_above_a_manual_tier_applies_and_the_manual_tier_stays_the_floor(db: Session,
+                                                                                    shop: Merchant) -> None:
+    """Silver by hand until day 60; the customer then earns gold. Gold applies at once; when the points
+    leave the window the grace period runs and the customer falls to silver, not lower, until day 60;
+    after it, grace again and then what they qualify for."""
+    set_programme(db, shop.id, tiers=TIERS, pending_days=0,
+                  qualification={"metric": "points_earned", "window_days": 30, "grace_days": 10})
+    buyer = person(db, shop.id, "U1")
+    start = utcnow()
+    ledger.earn(db, shop.id, buyer, "visit", points=50)
+    assert _tier(db, shop, buyer) == ("member", False)
+    tiers.set_manual(db, programme.load(db, shop.id), shop.id, buyer, [buyer], "silver",
+                     until=start + 60 * DAY, reason="store opening VIP", operator="ops@huamei")
+    _run(db, shop, start + 5 * DAY)
+    assert _tier(db, shop, buyer) == ("silver", False)
+    ledger.earn(db, shop.id, buyer, "campaign", points=500)
+    assert _tier(db, shop, buyer) == ("gold", False)  # qualified above the manual tier: applies at once
+    _run(db, shop, start + 20 * DAY)
+    assert _tier(db, shop, buyer) == ("gold", False)
+    _run(db, shop, start + 35 * DAY)  # the points left the window: qualifies for member only
+    assert _tier(db, shop, buyer) == ("gold", True)
+    _run(db, shop, start + 46 * DAY)
+    assert _tier(db, shop, buyer) == ("silver", False)  # down to the manual tier, not below it
+    _run(db, shop, start + 55 * DAY)
+    assert _tier(db, shop, buyer) == ("silver", False)
+    _run(db, shop, start + 61 * DAY)
+    assert _tier(db, shop, buyer) == ("silver", True)
+    _run(db, shop, start + 72 * DAY)
+    assert _tier(db, shop, buyer) == ("member", False)
+    history = [(r.previous_code, r.tier_code, r.reason) for r in service.tier_history(db, shop.id, buyer)]
+    assert history[:3] == [("silver", "member", "downgraded"), ("silver", "silver", "at_risk"),
+                           ("gold", "silver", "downgraded")]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
 
-from lianjie.http import REPLAYED, DbSession, RowId
+from lianjie.http import REPLAYED, DbSession, RowId, error_response
 from lianjie.loyalty import ledger, programme, service, tiers
 from lianjie.loyalty.schemas import (
     AdjustIn,
@@ -16,6 +17,7 @@ from lianjie.loyalty.schemas import (
     EntryOut,
     ManualTierIn,
     OperationOut,
+    ProgrammeVersionOut,
     SpendIn,
     TierOut,
 )
@@ -42,8 +44,31 @@ def get_programme(session: DbSession, caller: Reader) -> dict[str, Any]:
 
 @router.put("/programme")
 def put_programme(body: dict[str, Any], session: DbSession, caller: Writer) -> dict[str, Any]:
-    """Replace the programme's rules; a bad document gets 422 naming the field."""
-    return programme.save(session, caller.tenant_id, body).model_dump(mode="json")
+    """Replace the programme's rules with a whole document: every top-level field must be given (422
+    ``programme_incomplete`` lists the missing ones); a bad document gets 422 naming the field."""
+    return programme.replace(session, caller.tenant_id, body).model_dump(mode="json")
+
+
+@router.patch("/programme")
+def patch_programme(body: dict[str, Any], session: DbSession, caller: Writer) -> dict[str, Any]:
+    """Change some rules: a JSON merge patch (RFC 7396) onto the stored programme; nested objects merge,
+    ``null`` resets a key to its default."""
+    return programme.patch(session, caller.tenant_id, body).model_dump(mode="json")
+
+
+@router.get("/programme/versions")
+def list_programme_versions(session: DbSession, caller: Reader, limit: Limit = 50,
+                            offset: Offset = 0) -> Page[ProgrammeVersionOut]:
+    """Every saved version of the programme, newest first, with who saved it and when."""
+    rows, total = programme.versions(session, caller.tenant_id, limit=limit, offset=offset)
+    return Page(items=[ProgrammeVersionOut.model_validate(r) for r in rows], total=total, limit=limit,
+                offset=offset)
+
+
+@router.post("/programme/versions/{version}/rollback", status_code=201)
+def rollback_programme(version: RowId, session: DbSession, caller: Writer) -> dict[str, Any]:
+    """Save an older version's rules again, as the newest version (the history is kept)."""
+    return programme.rollback(session, caller.tenant_id, version).model_dump(mode="json")
 
 
 @router.get("/accounts/{profile_id}")
@@ -67,11 +92,19 @@ def earn(profile_id: RowId, body: EarnIn, response: Response, session: DbSession
     return _answer(result, response)
 
 
-@router.post("/accounts/{profile_id}/spend", status_code=201, responses=REPLAYED)
-def spend(profile_id: RowId, body: SpendIn, response: Response, session: DbSession, caller: Writer) -> OperationOut:
-    """Spend now, or with `hold` keep the points aside until the till confirms or cancels."""
-    result = ledger.spend(session, caller.tenant_id, profile_id, body.idempotency_key, body.points, hold=body.hold,
-                          order_no=body.order_no, reason=body.reason)
+@router.post("/accounts/{profile_id}/spend", status_code=201, response_model=OperationOut,
+             responses=REPLAYED | {422: {"description": "Too few points (`insufficient_points`): remembered as "
+                                         "the key's answer, so a retry gets it again with `details.replayed`."}})
+def spend(profile_id: RowId, body: SpendIn, request: Request, response: Response, session: DbSession,
+          caller: Writer) -> OperationOut | JSONResponse:
+    """Spend now, or with `hold` keep the points aside until the till confirms or cancels.
+
+    A refusal for too few points is returned by the ledger, not raised, so that this request's
+    transaction commits it as the key's answer (ledger.try_spend says why)."""
+    result = ledger.try_spend(session, caller.tenant_id, profile_id, body.idempotency_key, body.points,
+                              hold=body.hold, order_no=body.order_no, reason=body.reason)
+    if result.refusal is not None:
+        return error_response(request.url.path, result.refusal)
     return _answer(result, response)
 
 

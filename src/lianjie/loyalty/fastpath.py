@@ -10,8 +10,9 @@ statements the server plans once per connection: migration 0011 creates the func
 *What is guaranteed.* The same as loyalty/ledger.py: the idempotency key is claimed first (a key taken
 before answers with the stored operation, or 409 for a different request, decided in Python by
 :mod:`ledger` as for the Python path); the accounts are locked in id order before the lots are read;
-spending takes the soonest-expiring spendable lots first (never-expiring last) and refuses, writing
-nothing, when the lots less the debt cannot pay; an earn repays the account's debt from its new lot
+spending takes the soonest-expiring spendable lots first (never-expiring last) and, when the lots less
+the debt cannot pay, refuses and remembers the refusal under the key (the operation kept with no
+points, no hold, no entries: migration 0020); an earn repays the account's debt from its new lot
 first; entries are only appended, and every account with an entry gets its balance changed in the same
 transaction. The programme's rules stay in Python: the caller computes the lot's expiry and the hold's
 end from the programme it last saw, and the function refuses to write when the stored programme is not
@@ -53,7 +54,8 @@ _CONFIRM = "SELECT * FROM loyalty_confirm_hold(%s::bigint, %s::bigint, %s::times
 
 class Applied(NamedTuple):
     """loyalty_apply's answer; ``status`` is one of 'no_profile', 'taken', 'insufficient', 'done'. The
-    operation's id, kind and points are set when it is 'taken' or 'done'; root and members when 'done'."""
+    operation's id is set unless it is 'no_profile'; kind and points when it is 'taken' or 'done';
+    ``spendable`` when 'insufficient'; root and members when 'done'."""
 
     status: str
     op_id: int

@@ -10,6 +10,12 @@ Every write follows the same steps, which is what makes it safe under concurrenc
 3. read the lots, decide, and write entries, lots and account balances with bulk statements.
 
 Spending takes the soonest-expiring spendable lots first (lots that never expire last).
+
+A spend or hold refused for too few points is remembered, not given back: its operation stays with no
+points, no hold and no entries, and an ``outcome`` naming the refusal, so a retry under the same key
+answers the same refusal (marked replayed) instead of spending once the customer has earned enough.
+A till that timed out and retries must not find its "no" turned into a "yes" it never showed the
+customer (payment APIs answer a retried key the same way). See :func:`try_spend`.
 """
 
 from __future__ import annotations
@@ -52,6 +58,15 @@ class InsufficientPoints(ValidationFailed):
     code = "insufficient_points"
 
 
+REFUSED = "insufficient_points"  # a remembered refusal's ``outcome["refused"]``
+
+
+def _spend_refusal(points: int, spendable: int, *, replayed: bool) -> InsufficientPoints:
+    """The one wording of a refused spend, for the first answer and every replay of it."""
+    return InsufficientPoints(f"{points} points asked for but only {spendable} are spendable", field="points",
+                              details={"replayed": replayed, "spendable": spendable})
+
+
 @dataclass(frozen=True, slots=True)
 class Customer:
     tenant_id: int
@@ -69,7 +84,11 @@ class Account:
 
 @dataclass(slots=True)
 class Result:
-    """What an operation did; ``replayed`` is True when the idempotency key had been applied before."""
+    """What an operation did; ``replayed`` is True when the idempotency key had been applied before.
+
+    ``refusal`` is set when the operation was refused and the refusal is its remembered answer (a
+    spend or hold for more points than were spendable): nothing was applied.
+    """
 
     operation_id: int
     kind: str
@@ -77,6 +96,7 @@ class Result:
     replayed: bool = False
     hold_status: str | None = None
     outcome: dict[str, Any] = field(default_factory=dict)
+    refusal: InsufficientPoints | None = None
 
 
 PROFILES: Table = Profile.__table__  # type: ignore[assignment]
@@ -159,10 +179,12 @@ def _fast(session: Session, tenant_id: int, profile_id: int, key: str, kind: Ope
     if got.status == "taken":
         if got.kind != kind.value or got.request != request:
             raise _key_reused(key, got.kind, got.request)
-        return Result(got.op_id, got.kind, got.points, True, got.hold_status, got.outcome or {})
-    if got.status == "insufficient":
-        raise InsufficientPoints(f"{points} points asked for but only {max(got.spendable or 0, 0)} are "
-                                 "spendable", field="points")
+        return _with_refusal(Result(got.op_id, got.kind, got.points, True, got.hold_status, got.outcome or {}),
+                             request)
+    if got.status == "insufficient":  # the function stored the refusal under the key, as _remember does
+        spendable = max(got.spendable or 0, 0)
+        return Result(got.op_id, kind.value, 0, outcome={"refused": REFUSED, "spendable": spendable},
+                      refusal=_spend_refusal(points, spendable, replayed=False))
     if kind == OperationKind.EARN:
         tiers.upgrade_if_qualified(session, config, tenant_id, got.root, got.members, now)
     return Result(got.op_id, kind.value, got.points, hold_status=got.hold_status)
@@ -177,6 +199,25 @@ def _refuse(conn: Connection, operation_id: int, error: Exception) -> NoReturn:
     transaction goes on (a subscriber's, a test's) and a corrected retry may use the same key."""
     conn.execute(OPERATIONS.delete().where(OPERATIONS.c.id == operation_id))
     raise error
+
+
+def _remember(conn: Connection, operation_id: int, kind: OperationKind, points: int, spendable: int) -> Result:
+    """Keep a spend refused for too few points as the answer to its key: no points, no hold, no entries,
+    and an outcome saying so (and what was spendable, for the replay's message)."""
+    spendable = max(spendable, 0)
+    outcome = {"refused": REFUSED, "spendable": spendable}
+    conn.execute(update(OPERATIONS).where(OPERATIONS.c.id == operation_id).values(
+        points=0, hold_status=None, hold_expires_at=None, outcome=outcome))
+    refusal = _spend_refusal(points, spendable, replayed=False)
+    return Result(operation_id, kind.value, 0, outcome=outcome, refusal=refusal)
+
+
+def _with_refusal(result: Result, request: dict[str, Any]) -> Result:
+    """A replayed result, with the refusal it stands for if the operation was a remembered refusal."""
+    if result.outcome.get("refused") == REFUSED:
+        result.refusal = _spend_refusal(int(request["points"]), int(result.outcome.get("spendable", 0)),
+                                        replayed=True)
+    return result
 
 
 def stored_result(session: Session, operation_id: int, *, replayed: bool = True) -> Result:
@@ -557,7 +598,25 @@ def balances(session: Session, customer: Customer, now: dt.datetime) -> tuple[in
 
 def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, hold: bool = False,
           order_no: str | None = None, reason: str | None = None) -> Result:
-    """Spend points now, or hold them for a till until it confirms or cancels (holds lapse after a while)."""
+    """Spend points now, or hold them for a till until it confirms or cancels (holds lapse after a while).
+
+    Raises :class:`InsufficientPoints` for too few points (first time and replays alike); the refusal
+    stays remembered in the caller's transaction (see :func:`try_spend`)."""
+    result = try_spend(session, tenant_id, profile_id, key, points, hold=hold, order_no=order_no, reason=reason)
+    if result.refusal is not None:
+        raise result.refusal
+    return result
+
+
+def try_spend(session: Session, tenant_id: int, profile_id: int, key: str, points: int, *, hold: bool = False,
+              order_no: str | None = None, reason: str | None = None) -> Result:
+    """:func:`spend`, but a refusal for too few points is *returned* (``Result.refusal``), not raised.
+
+    Why returned: the refusal is written (it is the key's answer from now on) and must be committed, but
+    an entry point rolls its transaction back when the service raises. So the API calls this, commits
+    as for any answer, and renders ``refusal`` as the 422 (``details.replayed`` says whether it is a
+    retry's). Other errors (no such profile, a key reused for another request) still raise and store
+    nothing."""
     _check_points(points)
     conn, now = session.connection(), utcnow()
     kind = OperationKind.HOLD if hold else OperationKind.SPEND
@@ -567,11 +626,10 @@ def spend(session: Session, tenant_id: int, profile_id: int, key: str, points: i
     got = _gather(session, conn, tenant_id, profile_id, key, kind, request, now, lots=True, order_no=order_no,
                   reason=reason, points=-points, hold_status=HoldStatus.HELD.value if hold else None)
     if got.replayed:
-        return stored_result(session, got.op_id)
+        return _with_refusal(stored_result(session, got.op_id), request)
     spendable = sum(lot.remaining for lot in got.lots) - sum(a.debt for a in got.accounts.values())
     if points > spendable:
-        _refuse(conn, got.op_id, InsufficientPoints(
-            f"{points} points asked for but only {max(spendable, 0)} are spendable", field="points"))
+        return _remember(conn, got.op_id, kind, points, spendable)
     writer = _Writer(conn, tenant_id, got.op_id, now)
     writer.take({a.id: a for a in got.accounts.values()}, got.lots, points, EntryKind.DEBIT)
     if hold:
@@ -590,9 +648,11 @@ _SET_HOLD_STATUS = update(OPERATIONS).where(OPERATIONS.c.id == bindparam("hold")
 
 
 def _hold(session: Session, tenant_id: int, hold_id: int, row: Any = None) -> Any:
-    """The merchant's hold ``hold_id`` (``row``, if read already), locked; 404 if there is none."""
+    """The merchant's hold ``hold_id`` (``row``, if read already), locked; 404 if there is none (also for a
+    hold that was refused: it held nothing, and its status is empty)."""
     row = row or session.connection().execute(_HOLD, {"hold": hold_id}).first()
-    if row is None or row.tenant_id != tenant_id or row.kind != OperationKind.HOLD.value:
+    if (row is None or row.tenant_id != tenant_id or row.kind != OperationKind.HOLD.value
+            or row.hold_status is None):
         raise NotFound(f"no hold {hold_id}", code="hold_not_found")
     return row
 

@@ -73,6 +73,27 @@ class LoyaltyProgramme(SettingsDocument, Base):
     __tablename__ = "loyalty_programmes"
 
 
+class ProgrammeVersion(Base):
+    """Every saved programme document, numbered per merchant from 1: what was saved, by whom, how.
+
+    The merchant's current programme is its newest version (also kept in ``loyalty_programmes``,
+    the row the ledger reads); a rollback saves an older version's document as a new one, so the
+    history only grows.
+    """
+
+    __tablename__ = "loyalty_programme_versions"
+    __table_args__ = (UniqueConstraint("tenant_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(tenant_fk())
+    version: Mapped[int] = mapped_column(BigInteger)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    change: Mapped[str] = mapped_column(String(16))  # replace (PUT, CLI), patch, rollback, migrated
+    rolled_back_to: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the version copied
+    saved_by: Mapped[str] = mapped_column(String(120))  # the audit actor: key:<id>, cli:<user>, system
+    saved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class PointsAccount(Base):
     __tablename__ = "points_accounts"
     __table_args__ = (UniqueConstraint("tenant_id", "profile_id"), CheckConstraint("debt >= 0", name="debt"))

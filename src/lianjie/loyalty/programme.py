@@ -3,6 +3,14 @@
 One JSON document per merchant (``loyalty_programmes``), validated by :class:`ProgrammeConfig`; until
 an operator saves one the defaults apply (1 point per yuan, spendable after 7 days, expiring at the
 end of the year after next, no tiers). Reading never writes.
+
+Edits never lose settings by accident: the API's ``PUT`` takes the whole document only (a body that
+leaves a top-level field out is a 422 naming every missing one), and ``PATCH`` merges a JSON merge
+patch (RFC 7396) into the stored document, where ``null`` resets a key to its default. Every save is
+kept as a numbered version (``loyalty_programme_versions``) with who saved it, and a rollback saves
+an older version's document as a new version. Each save is recorded in the audit log. The CLI's
+``--set FILE`` replaces the document whole, as it always did: what the file leaves out takes the
+defaults.
 """
 
 from __future__ import annotations
@@ -18,11 +26,22 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from lianjie.db import driver_execute, forget_cached, json_value, store_document, transaction_cache
-from lianjie.errors import ValidationFailed
-from lianjie.loyalty.models import LoyaltyProgramme
+from lianjie.db import (
+    driver_execute,
+    forget_cached,
+    insert_ignoring_duplicates,
+    json_value,
+    store_document,
+    transaction_cache,
+    utcnow,
+)
+from lianjie.errors import NotFound, ValidationFailed
+from lianjie.loyalty.models import LoyaltyProgramme, ProgrammeVersion
+from lianjie.pagination import paginate
+from lianjie.tenants import audit
 
 Multiplier = Annotated[Decimal, Field(ge=0, le=100, max_digits=8, decimal_places=4)]
 
@@ -228,8 +247,91 @@ def load(session: Session, tenant_id: int) -> ProgrammeConfig:
     return config
 
 
-def save(session: Session, tenant_id: int, doc: dict[str, Any]) -> ProgrammeConfig:
+PROGRAMMES: Table = LoyaltyProgramme.__table__  # type: ignore[assignment]
+FIELDS = tuple(ProgrammeConfig.model_fields)
+
+
+class Change(StrEnum):
+    """How a version was saved."""
+
+    REPLACE = "replace"  # the whole document (the API's PUT, the CLI's --set)
+    PATCH = "patch"  # a JSON merge patch onto the version before
+    ROLLBACK = "rollback"  # an older version's document saved again
+    MIGRATED = "migrated"  # the document stored before versions were kept
+
+
+def _lock(session: Session, tenant_id: int) -> dict[str, Any] | None:
+    """The stored document (None: the defaults apply), its row locked until the transaction ends, so
+    two saves of one merchant take turns and each version follows the one it was made from."""
+    conn = session.connection()
+    placeholder = {"tenant_id": tenant_id, "config": {}, "updated_at": utcnow()}
+    created = conn.execute(insert_ignoring_duplicates(conn, PROGRAMMES, ("tenant_id",), returning="tenant_id"),
+                           placeholder).scalar()
+    stored = conn.execute(select(PROGRAMMES.c.config).where(PROGRAMMES.c.tenant_id == tenant_id)
+                          .with_for_update()).scalar()
+    return None if created is not None or not stored else dict(stored)
+
+
+def save(session: Session, tenant_id: int, doc: dict[str, Any], *, change: Change = Change.REPLACE,
+         rolled_back_to: int | None = None) -> ProgrammeConfig:
+    """Validate ``doc`` and make it the programme (what it leaves out takes the defaults), as a new version."""
     config = parse(doc)
-    store_document(session, LoyaltyProgramme, tenant_id, config.model_dump(mode="json"))
+    before = _lock(session, tenant_id)
+    stored = config.model_dump(mode="json")
+    store_document(session, LoyaltyProgramme, tenant_id, stored)
     forget_cached(session, _LOADED)
+    number = (session.scalar(select(func.max(ProgrammeVersion.version))
+                             .where(ProgrammeVersion.tenant_id == tenant_id)) or 0) + 1
+    session.add(ProgrammeVersion(tenant_id=tenant_id, version=number, config=stored, change=change.value,
+                                 rolled_back_to=rolled_back_to, saved_by=audit.actor_of(session), saved_at=utcnow()))
+    action = {Change.PATCH: "patch", Change.ROLLBACK: "rollback"}.get(change, "update")
+    audit.record(session, tenant_id, f"loyalty_programme.{action}", f"loyalty_programme:v{number}",
+                 before=before, after=stored)
     return config
+
+
+def replace(session: Session, tenant_id: int, doc: dict[str, Any]) -> ProgrammeConfig:
+    """The API's PUT: the whole document, every top-level field given, so nothing is reset by omission."""
+    missing = [name for name in FIELDS if name not in doc]
+    if missing:
+        raise ValidationFailed(f"PUT takes the whole programme; missing: {', '.join(missing)} (PATCH changes "
+                               "some fields)", code="programme_incomplete", field="body",
+                               details={"missing": missing})
+    return save(session, tenant_id, doc)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, ``null`` removes a key, anything else replaces the value."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def patch(session: Session, tenant_id: int, changes: dict[str, Any]) -> ProgrammeConfig:
+    """Merge ``changes`` into the stored programme; a key removed by ``null`` takes its default."""
+    _lock(session, tenant_id)  # before reading: a concurrent patch is merged into, not lost
+    forget_cached(session, _LOADED)
+    current = load(session, tenant_id).model_dump(mode="json")
+    return save(session, tenant_id, merge_patch(current, changes), change=Change.PATCH)
+
+
+def rollback(session: Session, tenant_id: int, version: int) -> ProgrammeConfig:
+    """Save version ``version``'s document again, as the newest version."""
+    row = session.scalar(select(ProgrammeVersion).where(ProgrammeVersion.tenant_id == tenant_id,
+                                                        ProgrammeVersion.version == version))
+    if row is None:
+        raise NotFound(f"no programme version {version}", code="programme_version_not_found", field="version")
+    return save(session, tenant_id, row.config, change=Change.ROLLBACK, rolled_back_to=version)
+
+
+def versions(session: Session, tenant_id: int, *, limit: int, offset: int) -> tuple[Any, int]:
+    """The merchant's saved versions, newest first."""
+    query = (select(ProgrammeVersion).where(ProgrammeVersion.tenant_id == tenant_id)
+             .order_by(ProgrammeVersion.version.desc()))
+    return paginate(session, query, limit, offset)

@@ -46,6 +46,17 @@ class ManualTierIn(In):
     operator: str = Field(min_length=1, max_length=100)
 
 
+class ProgrammeVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    change: str = Field(description="replace (PUT, CLI), patch, rollback, or migrated (saved before versions).")
+    rolled_back_to: int | None = Field(description="For a rollback: the version whose document it saved again.")
+    saved_by: str = Field(description="Who saved it, as in the audit log: key:<id>, cli:<user>, system.")
+    saved_at: dt.datetime
+    config: dict[str, Any]
+
+
 class OperationOut(BaseModel):
     operation_id: int
     kind: str

@@ -5,6 +5,14 @@ A customer's current tier is the newest assignment on any of its profiles. Assig
 the customer's root at the time, so after an unmerge each side finds its own history again; the
 unmerge then gives each side the tier it held before the merge, or what it qualifies for now if that is
 higher (e.g. gold A merged with silver B became gold; undone, B is silver again).
+
+A manual tier with an end date is a floor until that date: no evaluation moves the customer below it.
+An upgrade the customer qualifies for *above* it still applies at once (they earned it), and when they
+stop qualifying the normal grace period runs and they fall back to the manual tier, not lower, while
+it lasts. After the end date the customer falls back to what they qualify for, after the grace period
+as for anyone. Example: silver by hand until 1 March, gold earned in January; the points leave the
+window in February: at risk, then silver after the grace days; from 1 March at risk again, then
+member.
 """
 
 from __future__ import annotations
@@ -80,9 +88,19 @@ def upgrade_if_qualified(session: Session, config: ProgrammeConfig, tenant_id: i
     return _assign(session, tenant_id, root, reached.code, held, "qualified" if held else "joined")
 
 
+def manual_floor(session: Session, profile_ids: Sequence[int], now: dt.datetime) -> TierAssignment | None:
+    """The operator's tier still in force at ``now``: the newest manual assignment, while its end date
+    is ahead (one without an end date is a plain assignment that evaluation may move)."""
+    row = session.scalars(select(TierAssignment).where(TierAssignment.profile_id.in_(profile_ids),
+                                                       TierAssignment.reason == "manual")
+                          .order_by(TierAssignment.created_at.desc(), TierAssignment.id.desc()).limit(1)).first()
+    return row if row is not None and row.manual_until is not None and row.manual_until > now else None
+
+
 def set_manual(session: Session, config: ProgrammeConfig, tenant_id: int, root: int, profile_ids: Sequence[int],
                code: str, *, until: dt.datetime | None, reason: str, operator: str) -> TierAssignment:
-    """An operator's tier, kept until ``until`` whatever the customer qualifies for (then evaluated again)."""
+    """An operator's tier, a floor until ``until`` whatever the customer qualifies for (then evaluated again;
+    see the module's docstring)."""
     if config.tier(code) is None:
         raise ValidationFailed(f"no tier {code!r} in the programme", field="tier_code", code="unknown_tier")
     if until is not None and until <= utcnow():
@@ -103,16 +121,23 @@ def evaluate(session: Session, config: ProgrammeConfig, tenant_id: int, root: in
     if held is None or (held.manual_until is not None and held.manual_until > now):
         return None
     reached = config.qualifying_tier(measure(session, config, profile_ids, now))
-    if reached is None or config.rank(reached.code) >= config.rank(held.tier_code):
+    floor = manual_floor(session, profile_ids, now)
+    target = reached.code if reached is not None else None
+    if floor is not None and (target is None or config.rank(floor.tier_code) > config.rank(target)):
+        target = floor.tier_code  # an upgrade above a manual tier falls back to it, not below, while it lasts
+    if target is None or config.rank(target) >= config.rank(held.tier_code):
         return None
     if held.downgrade_due_at is None:
         due = now + dt.timedelta(days=config.qualification.grace_days)
         if config.qualification.grace_days > 0:
             return _assign(session, tenant_id, root, held.tier_code, held, "at_risk", downgrade_due_at=due,
-                           detail=f"qualifies for {reached.code}; downgrade due {due.date().isoformat()}")
+                           detail=f"qualifies for {target}; downgrade due {due.date().isoformat()}")
     elif held.downgrade_due_at > now:
         return None
-    return _assign(session, tenant_id, root, reached.code, held, "downgraded")
+    if floor is not None and target == floor.tier_code:
+        return _assign(session, tenant_id, root, target, held, "downgraded", manual_until=floor.manual_until,
+                       detail=f"to the manual tier, kept until {floor.manual_until:%Y-%m-%d}")
+    return _assign(session, tenant_id, root, target, held, "downgraded")
 
 
 def evaluate_all(session: Session, config: ProgrammeConfig, tenant_id: int, now: dt.datetime) -> int:

@@ -3,12 +3,16 @@ service, and baskets as a till sends them."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from lianjie.commerce import catalogue
-from lianjie.commerce.schemas import CategoryIn, ProductIn
+from lianjie.commerce import catalogue, orders
+from lianjie.commerce.models import Order
+from lianjie.commerce.schemas import CategoryIn, OrderIn, ProductIn
+from lianjie.crypto import get_cipher
+from lianjie.db import utcnow
 from lianjie.loyalty.coupons import issuing, templates
 from lianjie.loyalty.coupons.models import CouponTemplate
 from lianjie.loyalty.coupons.schemas import BasketIn, IssueIn, RedeemIn, TemplateIn
@@ -64,3 +68,17 @@ def basket(code: str, *items: tuple[str, int, int], **fields: Any) -> BasketIn:
 
 def redeem_in(code: str, order_no: str, *items: tuple[str, int, int], **fields: Any) -> RedeemIn:
     return RedeemIn.model_validate({"code": code, "order_no": order_no, "lines": lines(*items), **fields})
+
+
+def sell(db: Session, tenant_id: int, order_no: str, user_id: str | None, *coupons: tuple[str, int],
+         at: dt.datetime | None = None) -> Order:
+    """An order through commerce, as a till sends it: one dress (39,900) and one lipstick (19,900), with
+    ``coupons`` (code, fen off) in its discounts, which redeems them; ``user_id`` None: a guest."""
+    data = OrderIn.model_validate({
+        "order_no": order_no, "ordered_at": (at or utcnow()).isoformat(), "store_code": "SH001", "channel": "offline",
+        "buyer": {"user_id": user_id} if user_id else {},
+        "lines": [{"sku": "DRESS", "quantity": 1, "unit_price_fen": 39900},
+                  {"sku": "LIPSTICK", "quantity": 1, "unit_price_fen": 19900}],
+        "discounts": [{"kind": "coupon", "code": code, "amount_fen": fen} for code, fen in coupons]})
+    order, _ = orders.record_order(db, get_cipher(), tenant_id, data)
+    return order

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from lianjie.loyalty.coupons.models import Coupon, CouponIssue, CouponRedemption, CouponTemplate
 from tests.endpoints import Endpoint, check_keys_and_scopes
 from tests.factories import bearer, make_admin_key, make_merchant, make_write_key
-from tests.loyalty.coupons.helpers import give, shop, template
+from tests.loyalty.coupons.helpers import give, sell, shop, template
 from tests.loyalty.helpers import person
 
 C = "/api/v1/coupons"
@@ -54,6 +54,8 @@ def world(db: Session) -> dict[str, Any]:
     code, spare = give(db, a.id, "T20", profile), give(db, a.id, "T20", profile)
     free = give(db, a.id, "T20", count=1)
     issue = db.scalar(select(Coupon.issue_id).where(Coupon.code == free[0].replace("-", "")))
+    for order_no in ("SO-1", "SO-7", "SO-8"):  # a coupon is redeemed for a stored order
+        sell(db, a.id, order_no, "U1")
     world = {"a": a, "b": b, "full_a": make_admin_key(db, a), "full_b": make_admin_key(db, b),
              "write_a": make_write_key(db, a), "profile": profile, "template": "T20", "code": code[0],
              "spare": spare[0], "free": free[0], "issue": issue}
@@ -169,6 +171,7 @@ BAD: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("POST", "/redeem", BASKET | {"order_no": "SO-1", "lines": [{"sku": "DRESS", "quantity": 1, "amount_fen": -1}]},
      422, "amount_fen"),
     ("POST", "/redeem", BASKET | {"order_no": "SO-1", "code": "ZZZZ-ZZZZ-ZZZZ"}, 404, "code"),
+    ("POST", "/redeem", BASKET | {"order_no": "SO-404"}, 404, "order_no"),
     ("POST", "/redeem", BASKET | {"order_no": "SO-1", "profile_id": 999999}, 404, "profile_id"),
     ("POST", "/redeem", BASKET | {"order_no": "SO-1", "lines": [{"sku": "DRESS", "quantity": 1, "amount_fen": 0}]},
      422, "code"),

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lianjie.commerce import orders, refunds
-from lianjie.commerce.schemas import OrderIn, RefundIn
+from lianjie.commerce import refunds
+from lianjie.commerce.schemas import RefundIn
 from lianjie.crypto import get_cipher
 from lianjie.db import utcnow
 from lianjie.errors import Conflict, LianjieError
@@ -22,7 +22,7 @@ from lianjie.loyalty.coupons.models import Coupon, CouponConflict, CouponIssue, 
 from lianjie.loyalty.coupons.schemas import IssueIn, TemplatePatch
 from lianjie.tenants.models import Merchant
 from tests.identity.helpers import customers, msg, send
-from tests.loyalty.coupons.helpers import basket, give, redeem_in, shop, template
+from tests.loyalty.coupons.helpers import basket, give, redeem_in, sell, shop, template
 from tests.loyalty.helpers import person
 
 DAY = dt.timedelta(days=1)
@@ -43,19 +43,6 @@ def state(db: Session) -> list[tuple[str, str, str | None, int | None]]:
     db.flush()
     rows = db.execute(select(Coupon.code, Coupon.status, Coupon.order_no, Coupon.profile_id).order_by(Coupon.id))
     return [(code, status, order_no, profile) for code, status, order_no, profile in rows]
-
-
-def sell(db: Session, tenant_id: int, order_no: str, user_id: str | None, *coupons: tuple[str, int],
-         at: dt.datetime | None = None) -> Any:
-    """An order through commerce, as a till sends it: one dress (39,900) and one lipstick (19,900)."""
-    data = OrderIn.model_validate({
-        "order_no": order_no, "ordered_at": (at or utcnow()).isoformat(), "store_code": "SH001", "channel": "offline",
-        "buyer": {"user_id": user_id} if user_id else {},
-        "lines": [{"sku": "DRESS", "quantity": 1, "unit_price_fen": 39900},
-                  {"sku": "LIPSTICK", "quantity": 1, "unit_price_fen": 19900}],
-        "discounts": [{"kind": "coupon", "code": code, "amount_fen": fen} for code, fen in coupons]})
-    order, _ = orders.record_order(db, get_cipher(), tenant_id, data)
-    return order
 
 
 def refund(db: Session, tenant_id: int, order_no: str, refund_no: str, line_no: int | None = None,
@@ -155,6 +142,7 @@ def test_unbound_codes_are_claimed_once(db: Session, merchant: Merchant) -> None
         issuing.claim(db, t, b, p1)
     assert limit.value.code == "coupon_limit_reached"
     # An unclaimed code redeemed at the till becomes the buyer's.
+    sell(db, t, "SO-9", "U2")
     done = redemption.redeem(db, t, redeem_in(b, "SO-9", ("DRESS", 1, 39900), profile_id=p2))
     assert (done.profile_id, done.discount_fen) == (p2, 2000)
 
@@ -164,6 +152,8 @@ def test_redeem_once_idempotently(db: Session, merchant: Merchant) -> None:
     p1 = person(db, t, "U1")
     template(db, t, "PCT", kind="percent_off", percent_off=15, max_discount_fen=5000)
     code = give(db, t, "PCT", p1)[0]
+    for order_no in ("SO-1", "SO-2", "SO-3"):
+        sell(db, t, order_no, "U1")
     first = redemption.redeem(db, t, redeem_in(code, "SO-1", ("DRESS", 1, 39900), ("LIPSTICK", 1, 19900)))
     # 59,800 × 15% = 8,970, capped at 5,000.
     assert (first.discount_fen, first.replayed) == (5000, False)
@@ -236,13 +226,13 @@ def test_an_order_with_an_unusable_coupon_is_kept_and_the_problem_recorded(db: S
     assert coupon(db, t, mine).status == "issued"
 
 
-def test_till_redeems_then_the_order_arrives(db: Session, merchant: Merchant) -> None:
+def test_till_redeems_for_a_stored_order_and_a_full_refund_gives_it_back(db: Session, merchant: Merchant) -> None:
     t = merchant.id
     p1 = person(db, t, "U1")
     template(db, t, "T20")
     code = give(db, t, "T20", p1)[0]
+    sell(db, t, "SO-1", "U1")  # the order first, without the coupon: the till redeems it separately
     redemption.redeem(db, t, redeem_in(code, "SO-1", ("DRESS", 1, 39900), ("LIPSTICK", 1, 19900), profile_id=p1))
-    sell(db, t, "SO-1", "U1", (code, 2000))
     assert db.scalar(select(func.count()).select_from(CouponConflict)) == 0
     assert db.scalars(select(CouponRedemption.source)).all() == ["api"]
     refund(db, t, "SO-1", "RF-1")
@@ -251,7 +241,57 @@ def test_till_redeems_then_the_order_arrives(db: Session, merchant: Merchant) ->
         redemption.redeem(db, t, redeem_in(code, "SO-1", ("DRESS", 1, 39900)))
     assert restored.value.code == "coupon_restored"
     assert coupon(db, t, code).status == "issued"
+    sell(db, t, "SO-2", "U1")
     assert redemption.redeem(db, t, redeem_in(code, "SO-2", ("DRESS", 1, 39900))).discount_fen == 2000
+
+
+def test_the_order_redeems_its_coupon_and_the_tills_redeem_call_is_then_a_replay(db: Session,
+                                                                                merchant: Merchant) -> None:
+    t = merchant.id
+    p1 = person(db, t, "U1")
+    template(db, t, "T20")
+    code = give(db, t, "T20", p1)[0]
+    sell(db, t, "SO-1", "U1", (code, 2000))
+    again = redemption.redeem(db, t, redeem_in(code, "SO-1", ("DRESS", 1, 39900), ("LIPSTICK", 1, 19900)))
+    assert (again.replayed, again.discount_fen, again.profile_id) == (True, 2000, p1)
+    assert db.scalars(select(CouponRedemption.source)).all() == ["order"]
+
+
+def _refused(call: Any) -> tuple[int, str, str | None]:
+    with pytest.raises(LianjieError) as caught:
+        call()
+    return caught.value.status_code, caught.value.code, caught.value.field
+
+
+def test_a_coupon_is_redeemed_only_for_a_stored_order_of_its_customer(db: Session, merchant: Merchant) -> None:
+    t = merchant.id
+    p1, p2 = person(db, t, "U1"), person(db, t, "U2")
+    template(db, t, "T20")
+    mine, free = give(db, t, "T20", p1)[0], give(db, t, "T20", count=1)[0]
+    other_shop = shop(db, "yuedong")
+    sell(db, other_shop.id, "SO-B", None)  # another merchant's order number
+    sell(db, t, "SO-2", "U2")
+    sell(db, t, "SO-G", None)  # a guest's
+    before = state(db)
+
+    def redeem(code: str, order_no: str, **fields: Any) -> Any:
+        return lambda: redemption.redeem(db, t, redeem_in(code, order_no, ("DRESS", 1, 39900), **fields))
+
+    assert _refused(redeem(mine, "SO-NONE", profile_id=p1)) == (404, "order_not_found", "order_no")
+    assert _refused(redeem(mine, "SO-B")) == (404, "order_not_found", "order_no")
+    assert _refused(redeem(mine, "SO-2")) == (409, "coupon_other_customer", "code")  # U2's order, U1's coupon
+    assert _refused(redeem(mine, "SO-2", profile_id=p1)) == (409, "order_other_customer", "order_no")
+    assert _refused(redeem(free, "SO-2", profile_id=p1)) == (409, "order_other_customer", "order_no")
+    assert _refused(redeem(mine, "SO-G")) == (409, "coupon_other_customer", "code")
+    assert _refused(redeem(mine, "SO-G", profile_id=p1)) == (409, "order_other_customer", "order_no")
+    assert state(db) == before  # nothing was redeemed or claimed
+    assert db.scalar(select(func.count()).select_from(CouponRedemption)) == 0
+    # A printed code for a guest's order stays unbound; for U2's order, it becomes U2's.
+    assert redemption.redeem(db, t, redeem_in(free, "SO-G", ("DRESS", 1, 39900))).profile_id is None
+    sell(db, t, "SO-1", "U1")
+    done = redemption.redeem(db, t, redeem_in(mine, "SO-1", ("DRESS", 1, 39900)))  # the order's buyer assumed
+    assert (done.profile_id, done.discount_fen) == (p1, 2000)
+    assert p2 not in {row[3] for row in state(db)}
 
 
 def test_coupons_follow_a_merge_and_split_back(db: Session, merchant: Merchant) -> None:
@@ -268,6 +308,7 @@ def test_coupons_follow_a_merge_and_split_back(db: Session, merchant: Merchant) 
     with pytest.raises(Conflict) as limit:
         give(db, t, "WELCOME", p1)  # the customer already has one, on P2
     assert limit.value.code == "coupon_limit_reached"
+    sell(db, t, "SO-1", "U1")
     redemption.redeem(db, t, redeem_in(code, "SO-1", ("DRESS", 1, 39900), profile_id=p1))
     merge = db.scalars(select(Merge).where(Merge.survivor_id == p1)).one()
     merging.unmerge(db, t, merge.id)

@@ -21,7 +21,9 @@ from lianjie.identity.models import Profile
 from lianjie.loyalty.coupons import issuing, redemption
 from lianjie.loyalty.coupons.models import Coupon, CouponRedemption, CouponTemplate
 from lianjie.loyalty.coupons.schemas import IssueIn
-from tests.loyalty.coupons.helpers import give, redeem_in, shop, template
+from tests.identity.helpers import customers, msg, send
+from tests.loyalty.coupons.helpers import give, redeem_in, sell, shop, template
+from tests.loyalty.helpers import person
 
 THREADS = 50
 CLAIMS = 200  # one thread and connection each, all released at once
@@ -82,6 +84,8 @@ def test_fifty_tills_redeem_one_single_use_code(factory: sessionmaker[Session]) 
         tenant_id = shop(session).id
         template(session, tenant_id, "ONCE")
         code = give(session, tenant_id, "ONCE", count=1)[0]
+        for n in range(THREADS):
+            sell(session, tenant_id, f"SO-{n}", None)  # guests' orders
 
     def till(n: int) -> Callable[[Session], Any]:
         return lambda s: redemption.redeem(s, tenant_id, redeem_in(code, f"SO-{n}", ("DRESS", 1, 39900)))
@@ -125,3 +129,64 @@ def test_one_customer_racing_for_more_than_the_limit(factory: sessionmaker[Sessi
     assert outcomes == {"ok": 3, "coupon_limit_reached": 17}
     with transaction(factory) as session:
         assert session.scalar(select(func.count()).select_from(Coupon)) == 3
+
+
+def _one_customer_with_two_profiles(session: Session, tenant_id: int) -> list[int]:
+    """A OneID customer of two profiles: a device seen first, then the member it turned out to be."""
+    send(session, tenant_id, msg("identify", anonymousId="dev-1"))
+    device = customers(session, tenant_id, anonymous_id="dev-1").pop()
+    member = person(session, tenant_id, "U1")
+    send(session, tenant_id, msg("identify", userId="U1", anonymousId="dev-1"))  # the same person: merged
+    assert len(issuing.customer_ids(session, tenant_id, member)) == 2
+    return [device, member]
+
+
+def test_thirty_unbound_codes_redeemed_at_once_by_one_customer_respect_the_limit(
+        factory: sessionmaker[Session]) -> None:
+    """Each redemption of an unbound code claims it for the buyer; with a limit of 1, one of 30 racing
+    redemptions (different codes, the customer's two profiles in turn) gets through."""
+    with transaction(factory, write=True) as session:
+        tenant_id = shop(session).id
+        template(session, tenant_id, "ONE-EACH", per_customer_limit=1)
+        codes = give(session, tenant_id, "ONE-EACH", count=30)
+        profiles = _one_customer_with_two_profiles(session, tenant_id)
+        for n in range(30):
+            sell(session, tenant_id, f"SO-{n}", "U1")
+
+    def till(n: int) -> Callable[[Session], Any]:
+        return lambda s: redemption.redeem(s, tenant_id, redeem_in(codes[n], f"SO-{n}", ("DRESS", 1, 39900),
+                                                                   profile_id=profiles[n % 2]))
+
+    outcomes = at_once(factory, [till(n) for n in range(30)], threads_at_most=30)
+    assert outcomes == {"ok": 1, "coupon_limit_reached": 29}
+    with transaction(factory) as session:
+        assert session.scalar(select(func.count()).select_from(Coupon).where(Coupon.profile_id.in_(profiles))) == 1
+        assert session.scalar(select(func.count()).select_from(CouponRedemption)) == 1
+
+
+def test_issues_claims_and_redemptions_racing_for_one_customer_respect_the_limit(
+        factory: sessionmaker[Session]) -> None:
+    """Issuing to the customer, claiming a printed code and redeeming an unbound code all count towards
+    one limit: of 30 of them at once (10 of each, over the customer's two profiles), exactly 2 succeed."""
+    with transaction(factory, write=True) as session:
+        tenant_id = shop(session).id
+        template(session, tenant_id, "TWO-EACH", per_customer_limit=2)
+        codes = give(session, tenant_id, "TWO-EACH", count=20)
+        profiles = _one_customer_with_two_profiles(session, tenant_id)
+        for n in range(10):
+            sell(session, tenant_id, f"SO-{n}", "U1")
+
+    def job(n: int) -> Callable[[Session], Any]:
+        profile = profiles[n % 2]
+        if n < 10:
+            return lambda s: give(s, tenant_id, "TWO-EACH", profile, key=f"issue-{n}")
+        if n < 20:
+            return lambda s: issuing.claim(s, tenant_id, codes[n], profile)
+        return lambda s: redemption.redeem(s, tenant_id, redeem_in(codes[n - 20], f"SO-{n - 20}",
+                                                                   ("DRESS", 1, 39900), profile_id=profile))
+
+    outcomes = at_once(factory, [job(n) for n in range(30)], threads_at_most=30)
+    assert outcomes == {"ok": 2, "coupon_limit_reached": 28}
+    with transaction(factory) as session:
+        held = session.scalar(select(func.count()).select_from(Coupon).where(Coupon.profile_id.in_(profiles)))
+        assert held == 2

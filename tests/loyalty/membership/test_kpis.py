@@ -12,11 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
+from lianjie.errors import LianjieError
 from lianjie.loyalty.membership import kpis, lifecycle, periods, plans, refunds
 from lianjie.loyalty.membership.models import MembershipPeriod, MembershipPlan
+from lianjie.loyalty.membership.schemas import RefundIn
 from lianjie.loyalty.membership.terms import add_months, recognised, upgrade_fee
 from tests.loyalty.helpers import person
-from tests.loyalty.membership.helpers import add_plan, make_shop
+from tests.loyalty.membership.helpers import add_plan, local, make_shop
 
 D = dt.date
 
@@ -143,7 +145,7 @@ def test_renewal_rate_on_a_generated_cohort_matches_a_hand_count(db: Session) ->
 def test_refund_policy(full_days: int | None, after: str, used: int, expected: int) -> None:
     plan = MembershipPlan(refund_full_days=full_days, refund_after=after)
     start = D(2026, 1, 1)
-    term = MembershipPeriod(starts_on=start, ends_on=D(2027, 1, 1), charged_fen=26000, refunded_fen=0,
+    term = MembershipPeriod(starts_on=start, ends_on=D(2027, 1, 1), charged_fen=26000, carried_fen=0, refunded_fen=0,
                             extension_days=0)
     assert refunds.policy_amount(plan, term, start + dt.timedelta(days=used)) == expected
 
@@ -160,3 +162,39 @@ def test_terms_and_recognition_properties(start: dt.date, months: int, fee: int)
              for a, b in zip(edges, edges[1:], strict=False)]
     assert sum(parts) == fee
     assert all(p >= 0 for p in parts)
+
+
+@pytest.mark.parametrize(("full_days", "after", "back", "april"), [
+    # Refunded on 2025-04-01, 31 days into the upgraded term of 306 days (61,200 fen: 200 a day, of which
+    # 30,600 the upgrade charge and 30,600 the first term's unused rest, carried); 6,200 recognised.
+    (None, "prorated", 61200, -6200),  # whole fee back, always: the 6,200 recognised are reversed
+    (60, "none", 61200, -6200),  # within 60 days of the term's start: the whole fee
+    (14, "prorated", 55000, 0),  # the unused 275 of 306 days: 61,200 x 275 // 306 = 55,000
+    (14, "none", 0, 55000),  # nothing back: the unrecognised 55,000 are recognised at the refund
+])
+def test_refunding_an_upgraded_term_gives_back_the_carried_fee_and_the_charge(
+        db: Session, full_days: int | None, after: str, back: int, april: int) -> None:
+    shop = make_shop(db)
+    tenant = shop["tenant"]
+    add_plan(db, tenant, code="day", name="日卡", sku="MEM-DAY", fee_fen=36500, term_months=12, grace_days=0, rank=3)
+    add_plan(db, tenant, code="day2", name="双日卡", sku="MEM-DAY2", fee_fen=73000, term_months=12, grace_days=0,
+             rank=4, refund_full_days=full_days, refund_after=after)
+    me = person(db, tenant, "U1")
+    first = lifecycle.buy(db, tenant, me, plans.get_plan(db, tenant, "day"), D(2025, 1, 1), 36500, order_no="R-1",
+                          key="k1")
+    upgraded = lifecycle.buy(db, tenant, me, plans.get_plan(db, tenant, "day2"), D(2025, 3, 1), 30600,
+                             order_no="R-2", key="k2")
+    assert (upgraded.charged_fen, upgraded.carried_fen) == (30600, 30600)
+    done = refunds.refund_manually(db, tenant, first.membership_id, RefundIn(
+        idempotency_key="rf-1", reason="moving abroad", operator="desk-1"), local("2025-04-01"))
+    assert done.action.outcome["refunded_fen"] == back
+    db.refresh(upgraded)
+    assert (upgraded.status, upgraded.refunded_fen) == ("refunded", back)
+    months = kpis.revenue(db, tenant, D(2025, 1, 1), D(2025, 5, 1))
+    assert [(m.month, m.recognised_fen) for m in months] == [
+        ("2025-01", 3100), ("2025-02", 2800), ("2025-03", 6200), ("2025-04", april), ("2025-05", 0)]
+    assert sum(m.recognised_fen for m in months) == 36500 + 30600 - back  # what was paid, net of refunds
+    with pytest.raises(LianjieError) as again:  # nothing live is left to refund
+        refunds.refund_manually(db, tenant, first.membership_id, RefundIn(
+            idempotency_key="rf-2", reason="again", operator="desk-1"), local("2025-04-02"))
+    assert again.value.code == "nothing_to_refund"

@@ -131,8 +131,9 @@ def validate(body: BasketIn, session: DbSession, caller: Reader) -> ValidateOut:
 
 @router.post("/redeem", status_code=201, responses=REPLAY)
 def redeem(body: RedeemIn, response: Response, session: DbSession, caller: Writer) -> RedeemOut:
-    """Use the coupon for ``order_no``: exactly one order gets a single-use code (409
-    ``coupon_already_redeemed`` for the rest); the same code and order again answers 200."""
+    """Use the coupon for ``order_no``, an order already stored (404 ``order_not_found``), for its buyer
+    (409 ``order_other_customer`` / ``coupon_other_customer``): exactly one order gets a single-use code
+    (409 ``coupon_already_redeemed`` for the rest); the same code and order again answers 200."""
     result = redemption.redeem(session, caller.tenant_id, body)
     response.status_code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
     return result

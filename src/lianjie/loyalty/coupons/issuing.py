@@ -5,7 +5,9 @@ Every issue is one idempotent request: the key is claimed first (``ON CONFLICT D
 repeat returns the coupons issued the first time. Then the template's row is locked and, under that
 lock, the per-customer limit is counted over the *whole customer* (every profile merged into it)
 and the stock drawn by a conditional UPDATE (``issued = issued + n WHERE issued + n <= stock``), so
-200 clients claiming the last 100 coupons at once get exactly 100. A list issue gives each customer
+200 clients claiming the last 100 coupons at once get exactly 100. Claiming a printed code and
+redeeming an unbound one take the same lock before they count (:func:`lock_for_limit`), so the limit
+holds whichever way a customer comes by the coupons. A list issue gives each customer
 one coupon; customers already at their limit are reported as refused and the others still get
 theirs; if the stock cannot cover everyone who may have one, nobody gets one (409).
 
@@ -101,6 +103,17 @@ def held_by(session: Session, template_id: int, profile_ids: Sequence[int]) -> i
     return session.scalar(select(func.count()).select_from(Coupon).where(
         Coupon.template_id == template_id, Coupon.profile_id.in_(profile_ids),
         Coupon.status != CouponStatus.VOID.value)) or 0
+
+
+def lock_for_limit(session: Session, template_id: int) -> None:
+    """Hold the template's row until the transaction ends, before counting a customer towards its limit.
+
+    Issuing, claiming a printed code and redeeming an unbound one (which claims it) all count what the
+    customer holds and then give them one more; each takes this lock first (``FOR NO KEY UPDATE``, as
+    :func:`templates.get` does), so two of them for one customer never both count the same number.
+    On SQLite the write transaction already lets one writer in at a time.
+    """
+    session.execute(select(TEMPLATES.c.id).where(TEMPLATES.c.id == template_id).with_for_update(key_share=True))
 
 
 def effective_status(coupon: Coupon, now: dt.datetime) -> str:
@@ -268,7 +281,8 @@ def claim(session: Session, tenant_id: int, code: str, profile_id: int, now: dt.
         raise Conflict("this coupon was claimed by another customer", code="coupon_already_claimed", field="code")
     if coupon.status == CouponStatus.VOID.value:
         raise Conflict("this coupon was voided", code="coupon_void", field="code")
-    template = session.get_one(CouponTemplate, coupon.template_id, with_for_update={"key_share": True})
+    lock_for_limit(session, coupon.template_id)
+    template = session.get_one(CouponTemplate, coupon.template_id)
     if template.per_customer_limit is not None and held_by(session, template.id, ids) >= template.per_customer_limit:
         raise Conflict(f"the customer already has {template.per_customer_limit} of {template.code!r}",
                        code="coupon_limit_reached", field="profile_id")

@@ -6,18 +6,27 @@ lines, or every reason why not (a machine code and a message in English and Chin
 
 A coupon is redeemed for an order in one of two ways:
 
-- the till calls ``POST /coupons/redeem`` with the order number and basket: the coupon must apply,
-  and a conditional UPDATE (``… WHERE status = 'issued'``) lets exactly one of any number of
-  concurrent redeemers through; the others get 409 ``coupon_already_redeemed``. Repeating the call
-  for the same code and order number returns the stored redemption (idempotent);
+- the till calls ``POST /coupons/redeem`` with the number of a *stored* order of the merchant and the
+  basket (404 ``order_not_found`` otherwise: lianjie does not make up an order from a redemption,
+  whose amounts it could not know, and an order sent later under that number would have to agree with
+  it). The redemption is for the order's buyer: a bound coupon of another customer is refused (409
+  ``coupon_other_customer``, also for a guest order), and so is a ``profile_id`` that is not the
+  order's buyer (409 ``order_other_customer``); without one the order's buyer is assumed. The usual
+  till sends the order with the coupon in its discounts, which redeems it (below); a redeem call for
+  that order afterwards answers the stored redemption. The coupon must apply, and a conditional
+  UPDATE (``… WHERE status = 'issued'``) lets exactly one of any number of concurrent redeemers
+  through; the others get 409 ``coupon_already_redeemed``. Redeeming an unbound (printed) code
+  claims it for the buyer, which counts towards the template's per-customer limit: it takes the
+  template's lock and counts again first, as issuing and claiming do, so racing redemptions of
+  different codes by one customer stop at the limit (409 ``coupon_limit_reached``). Repeating the
+  call for the same code and order number returns the stored redemption (idempotent);
 - an order arrives through ``POST /api/v1/orders`` with a discount ``{"kind": "coupon", "code": X}``
   (commerce publishes ``OrderCompleted`` with the codes): the coupon is redeemed for that order with
   the discount the order states. The till already gave that discount, so the basket rules are not
   checked again (the order's amounts are after the discount); only the coupon itself must be usable
   by that customer at the order's time. If it is not (unknown code, used by another order, void,
   expired, someone else's, paused), the order is still stored as the fact it is and the problem is
-  recorded as a *conflict* for an operator to review (``GET /coupons/conflicts``). If the till
-  redeemed it explicitly before, the order finds it redeemed for itself and does nothing.
+  recorded as a *conflict* for an operator to review (``GET /coupons/conflicts``).
 
 When the order is refunded *in full* (its status becomes ``refunded``), the coupon returns to
 ``issued`` if it is still within its validity, else it becomes ``expired``; the redemption keeps
@@ -129,12 +138,33 @@ def _state(session: Session, tenant_id: int, code: str, profile_id: int | None, 
         if coupon.profile_id is not None and owner_root != root:
             reasons.append(Reason("coupon_other_customer", "the coupon belongs to another customer",
                                   "该券属于其他会员"))
-        elif (coupon.profile_id is None and template.per_customer_limit is not None
-              and issuing.held_by(session, template.id, issuing.customer_ids(session, tenant_id, profile_id))
-              >= template.per_customer_limit):
-            reasons.append(Reason("coupon_limit_reached", f"the customer already has {template.per_customer_limit} "
-                                  "of these coupons", "已达每人限用数量"))
+        elif coupon.profile_id is None and _at_limit(session, tenant_id, template, profile_id):
+            reasons.append(_limit_reason(template))
     return Checked(coupon, template, reasons)
+
+
+def _at_limit(session: Session, tenant_id: int, template: CouponTemplate, profile_id: int) -> bool:
+    """Whether claiming one more of ``template`` would take the customer past its per-customer limit."""
+    return (template.per_customer_limit is not None
+            and issuing.held_by(session, template.id, issuing.customer_ids(session, tenant_id, profile_id))
+            >= template.per_customer_limit)
+
+
+def _limit_reason(template: CouponTemplate) -> Reason:
+    return Reason("coupon_limit_reached", f"the customer already has {template.per_customer_limit} of these coupons",
+                  "已达每人限用数量")
+
+
+def _limit_holds(session: Session, tenant_id: int, checked: Checked, profile_id: int | None) -> bool:
+    """Just before an unbound coupon is claimed by redeeming it: take the template's lock (as issuing
+    and claiming do) and count again, so racing redemptions for one customer pass one at a time. The
+    count in :func:`_state` ran unlocked: it answers validation, which writes nothing."""
+    coupon, template = checked.coupon, checked.template
+    if (coupon is None or template is None or coupon.profile_id is not None or profile_id is None
+            or template.per_customer_limit is None):
+        return True
+    issuing.lock_for_limit(session, template.id)
+    return not _at_limit(session, tenant_id, template, profile_id)
 
 
 def _evaluate(session: Session, tenant_id: int, data: BasketIn) -> tuple[Checked, rules.Evaluation]:
@@ -226,9 +256,35 @@ def _unmark(session: Session, coupon: Coupon) -> None:
         redeemed_at=coupon.redeemed_at, profile_id=coupon.profile_id, updated_at=coupon.updated_at))
 
 
+_ORDER_BUYER = (select(Order.profile_id, func.coalesce(_OWNER.merged_into_id, _OWNER.id))
+                .outerjoin(_OWNER, _OWNER.id == Order.profile_id)
+                .where(Order.tenant_id == bindparam("t"), Order.order_no == bindparam("o")))
+
+
+def _for_stored_order(session: Session, tenant_id: int, data: RedeemIn) -> RedeemIn:
+    """``data`` for its order's buyer: 404 if the merchant has no such order, 409 if ``data.profile_id``
+    is another customer than the order's buyer; without a profile id, the buyer's (None for a guest)."""
+    row = session.execute(_ORDER_BUYER, {"t": tenant_id, "o": data.order_no}).first()
+    if row is None:
+        raise NotFound(f"no order {data.order_no!r}: send the order first (with the coupon in its discounts, "
+                       "which redeems it)", code="order_not_found", field="order_no")
+    buyer, buyer_root = row
+    if data.profile_id is None:
+        return data.model_copy(update={"profile_id": buyer})
+    root = session.scalar(select(issuing.ROOT), {"t": tenant_id, "p": data.profile_id})
+    if root is None:
+        raise NotFound(f"no profile {data.profile_id}", code="profile_not_found", field="profile_id")
+    if root != buyer_root:
+        raise Conflict(f"order {data.order_no!r} is " + ("a guest's" if buyer is None else "another customer's")
+                       + f", not profile {data.profile_id}'s", code="order_other_customer", field="order_no")
+    return data
+
+
 def redeem(session: Session, tenant_id: int, data: RedeemIn) -> RedeemOut:
-    """Redeem for ``data.order_no``; the same code and order again returns the stored redemption."""
+    """Redeem for ``data.order_no``, a stored order (see the module's docstring); the same code and order
+    again returns the stored redemption."""
     session.flush()
+    data = _for_stored_order(session, tenant_id, data)
     checked, evaluation = _evaluate(session, tenant_id, data)
     coupon = checked.coupon
     if coupon is not None and coupon.status == CouponStatus.REDEEMED.value and coupon.order_no == data.order_no:
@@ -236,6 +292,12 @@ def redeem(session: Session, tenant_id: int, data: RedeemIn) -> RedeemOut:
         if earlier is not None:
             return _replayed(coupon, earlier, data, evaluation)
     reasons = [*checked.reasons, *evaluation.reasons]
+    if data.profile_id is None and coupon is not None and coupon.profile_id is not None:  # a guest's order
+        reasons.insert(len(checked.reasons), Reason("coupon_other_customer", "the coupon belongs to a customer "
+                                                    "and the order has no buyer", "该券属于会员，订单无会员"))
+    if not reasons and not _limit_holds(session, tenant_id, checked, data.profile_id):
+        assert checked.template is not None
+        reasons = [_limit_reason(checked.template)]
     if reasons:
         raise _refuse(reasons)
     assert coupon is not None
@@ -282,8 +344,11 @@ def redeem_for_order(session: Session, event: OrderCompleted) -> None:
         coupon = checked.coupon
         if coupon is not None and coupon.status == CouponStatus.REDEEMED.value and coupon.order_no == event.order_no:
             continue  # the till redeemed it for this order already
-        if checked.reasons:
-            _conflict(session, event.tenant_id, event.order_no, code, checked.reasons[0], discount)
+        reasons = checked.reasons
+        if not reasons and checked.template and not _limit_holds(session, event.tenant_id, checked, event.profile_id):
+            reasons = [_limit_reason(checked.template)]
+        if reasons:
+            _conflict(session, event.tenant_id, event.order_no, code, reasons[0], discount)
             continue
         assert coupon is not None
         owner = _mark_redeemed(session, coupon, event.order_no, event.profile_id, discount, event.ordered_at)

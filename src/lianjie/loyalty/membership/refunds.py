@@ -6,6 +6,12 @@ always, as Costco does), then either the unused days' share (``prorated``) or no
 unused, 26,000 x 265 // 365 = 18,876 fen (rounded down: the merchant never pays out a fen more than
 the unused share).
 
+What was paid for a term is its whole fee: for an upgraded term that is the upgrade charge *and* the
+first term's unused rest carried into it (the customer paid both, once for the first plan and once
+for the step up). Example: a 36,500 fen year upgraded on day 60 to a 73,000 plan, charged 30,600 and
+carrying the 30,600 unused, is a 61,200 fen term of 306 days; refunded in full that is 61,200 back,
+prorated on its day 31 it is 61,200 x 275 // 306 = 55,000.
+
 A refunded term is closed on the refund day. Its unrecognised fee is reversed, and when more than that
 goes back the difference reverses revenue already recognised, in the refund's month (kpis.py). The
 reward is clawed back exactly (rewards.claw_back): the year's accrued reward is forfeited, the
@@ -38,9 +44,15 @@ from lianjie.loyalty.membership.schemas import RefundIn
 from lianjie.loyalty.membership.terms import days_between, local_date
 
 
+def paid_for(period: MembershipPeriod) -> int:
+    """What the customer paid for ``period`` and has not had back: its charge plus the fee an upgrade
+    carried into it from the term it replaced."""
+    return period.charged_fen + period.carried_fen - period.refunded_fen
+
+
 def policy_amount(plan: MembershipPlan, period: MembershipPeriod, day: dt.date) -> int:
     """What the plan's refund policy gives back of what was paid for ``period`` on ``day``."""
-    paid = period.charged_fen - period.refunded_fen
+    paid = paid_for(period)
     used = days_between(period.starts_on, day)
     if plan.refund_full_days is None or used < plan.refund_full_days:
         return paid
@@ -114,7 +126,7 @@ def refund_manually(session: Session, tenant_id: int, membership_id: int, data: 
     period = live[-1]  # the last paid: a renewal paid ahead is what a member cancelling gets back first
     plan = session.get(MembershipPlan, period.plan_id)
     assert plan is not None
-    paid = period.charged_fen - period.refunded_fen
+    paid = paid_for(period)
     amount = policy_amount(plan, period, day) if data.amount_fen is None else data.amount_fen
     if amount > paid:
         raise ValidationFailed(f"amount_fen {amount} is more than the {paid} fen paid for the term",
