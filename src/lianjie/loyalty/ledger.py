@@ -45,6 +45,7 @@ from lianjie.loyalty.models import (
     PointsOperation,
 )
 from lianjie.loyalty.programme import Overdraw, ProgrammeConfig
+from lianjie.tenants import audit
 
 ACCOUNTS: Table = PointsAccount.__table__  # type: ignore[assignment]
 OPERATIONS: Table = PointsOperation.__table__  # type: ignore[assignment]
@@ -721,6 +722,8 @@ def adjust(session: Session, tenant_id: int, profile_id: int, key: str, points: 
                 f"cannot take {-points} points: only {available} are spendable", field="points"))
         writer.take({a.id: a for a in got.accounts.values()}, got.lots, -points, EntryKind.DEBIT)
     writer.flush()
+    audit.record(session, tenant_id, "points.adjust", f"profile:{got.customer.root}",
+                 after={"operation_id": got.op_id, "points": points, "reason": reason, "operator": operator})
     return Result(got.op_id, OperationKind.ADJUST.value, points)
 @dataclass(slots=True)
 class ExpiryRun:

@@ -30,6 +30,7 @@ from lianjie.identity.models import Merge, Profile
 from lianjie.identity.service import member_ids
 from lianjie.loyalty.models import OperationKind, PointsOperation, TierAssignment
 from lianjie.loyalty.programme import ProgrammeConfig
+from lianjie.tenants import audit
 
 EARNING_KINDS = (OperationKind.EARN.value, OperationKind.ORDER.value, OperationKind.REVERSE.value)
 
@@ -105,8 +106,13 @@ def set_manual(session: Session, config: ProgrammeConfig, tenant_id: int, root: 
         raise ValidationFailed(f"no tier {code!r} in the programme", field="tier_code", code="unknown_tier")
     if until is not None and until <= utcnow():
         raise ValidationFailed("the manual tier's end must be in the future", field="until")
-    return _assign(session, tenant_id, root, code, current(session, profile_ids), "manual",
-                   detail=reason[:200], operator=operator[:100], manual_until=until)
+    held = current(session, profile_ids)
+    row = _assign(session, tenant_id, root, code, held, "manual", detail=reason[:200], operator=operator[:100],
+                  manual_until=until)
+    audit.record(session, tenant_id, "tier.set", f"profile:{root}",
+                 before={"tier_code": held.tier_code if held is not None else None},
+                 after={"tier_code": code, "until": until, "reason": reason, "operator": operator})
+    return row
 
 
 def evaluate(session: Session, config: ProgrammeConfig, tenant_id: int, root: int, profile_ids: Sequence[int],

@@ -22,6 +22,7 @@ from lianjie.db import utcnow
 from lianjie.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from lianjie.loyalty.coalition.models import Coalition, CoalitionMember, Funding, Role
 from lianjie.loyalty.coalition.schemas import CoalitionIn, CoalitionOut, MemberIn, MemberOut
+from lianjie.tenants import audit
 from lianjie.tenants.models import Merchant
 from lianjie.tenants.service import get_merchant
 
@@ -55,6 +56,8 @@ def create(session: Session, operator_tenant_id: int, data: CoalitionIn) -> tupl
     coalition = Coalition(code=data.code, **wanted)
     session.add(coalition)
     session.flush()
+    audit.record(session, operator_tenant_id, "coalition.create", f"coalition:{coalition.code}",
+                 after={k: v for k, v in wanted.items() if k != "operator_tenant_id"})
     return coalition, True
 
 
@@ -105,20 +108,26 @@ def put_member(session: Session, acc: Access, merchant_ref: str, data: MemberIn)
     values = {"role": data.role.value, "issue_price_milli_fen": milli_fen(data.issue_price_fen_per_point),
               "redemption_value_milli_fen": milli_fen(data.redemption_value_fen_per_point),
               "funding": data.funding.value, "left_at": data.left_at}
+    target = f"coalition:{acc.coalition.code}:member:{merchant.slug}"
     if member is None:
         member = CoalitionMember(coalition_id=acc.coalition.id, tenant_id=merchant.id, prepaid_balance=0,
                                  joined_at=utcnow(), **values)
         session.add(member)
         session.flush()
+        audit.record(session, acc.tenant_id, "coalition_member.add", target, after=member_out(member, merchant.slug))
         return member, True
     if member.funding == Funding.PREPAID.value and data.funding == Funding.POSTPAID and member.prepaid_balance:
         raise Conflict(f"{merchant.slug} still has {member.prepaid_balance} prepaid points; use them up before "
                        "switching to postpaid", code="prepaid_block_left", field="funding")
     if data.left_at is not None and member.left_at is not None and data.left_at != member.left_at:
         raise ValidationFailed("the membership already ended; its end date stays", field="left_at")
+    before = member_out(member, merchant.slug)
     for name, value in values.items():
         setattr(member, name, value)
     session.flush()
+    after = member_out(member, merchant.slug)
+    if after != before:
+        audit.record(session, acc.tenant_id, "coalition_member.update", target, before=before, after=after)
     return member, False
 
 

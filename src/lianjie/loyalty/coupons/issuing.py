@@ -36,6 +36,7 @@ from lianjie.identity.service import member_ids, root_of
 from lianjie.loyalty.coupons import templates
 from lianjie.loyalty.coupons.models import Coupon, CouponIssue, CouponStatus, CouponTemplate, IssueKind, TemplateStatus
 from lianjie.loyalty.coupons.schemas import CouponOut, IssueIn, IssueOut, RefusedOut
+from lianjie.tenants import audit
 from lianjie.tenants.models import Merchant
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -243,6 +244,10 @@ def issue(session: Session, tenant_id: int, template_code: str, data: IssueIn, *
     _insert(session, tenant_id, template, issue_id, owners, now, merchant_zone(session, tenant_id), on_progress)
     session.connection().execute(update(ISSUES).where(ISSUES.c.id == issue_id)
                                  .values(refused=refused, count=len(owners)))
+    if data.profile_id is None:  # a batch is the operator's act; one customer's coupon is the till's or a journey's
+        audit.record(session, tenant_id, "coupon.issue", f"coupon_issue:{issue_id}",
+                     after={"template_code": template.code, "issued": len(owners), "refused": len(refused),
+                            "to_customers": bool(targets)})
     session.expire(template)
     return Issued(session.get_one(CouponIssue, issue_id, populate_existing=True), template, False)
 

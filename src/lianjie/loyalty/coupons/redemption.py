@@ -68,6 +68,7 @@ from lianjie.loyalty.coupons.schemas import (
     ValidateOut,
 )
 from lianjie.pagination import paginate
+from lianjie.tenants import audit
 
 COUPONS: Table = Coupon.__table__  # type: ignore[assignment]
 CONFLICTS: Table = CouponConflict.__table__  # type: ignore[assignment]
@@ -402,6 +403,7 @@ def void(session: Session, tenant_id: int, code: str, reason: str) -> Coupon:
     if not done.rowcount:
         raise Conflict(f"coupon already used for order {coupon.order_no}; refund the order to give it back",
                        code="coupon_already_redeemed", field="code")
+    audit.record(session, tenant_id, "coupon.void", f"coupon:{coupon.id}", after={"reason": reason})
     return coupon
 
 

@@ -18,6 +18,7 @@ from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.loyalty.coupons.models import CouponTemplate
 from lianjie.loyalty.coupons.schemas import TemplateIn, TemplateOut, TemplatePatch
 from lianjie.pagination import paginate
+from lianjie.tenants import audit
 from lianjie.tenants.models import Store
 
 
@@ -82,6 +83,8 @@ def create(session: Session, tenant_id: int, data: TemplateIn) -> tuple[CouponTe
     template = CouponTemplate(tenant_id=tenant_id, code=data.code, issued=0, **values)
     session.add(template)
     session.flush()
+    audit.record(session, tenant_id, "coupon_template.create", f"coupon_template:{template.code}",
+                 after=out(template))
     return template, True
 
 
@@ -94,9 +97,12 @@ def update(session: Session, tenant_id: int, code: str, data: TemplatePatch) -> 
                                code="stock_below_issued")
     if template.status == "ended" and changes.get("status", "ended") != "ended":
         raise Conflict(f"coupon template {code!r} has ended for good", code="coupon_template_ended", field="status")
+    before = out(template)
     for key, value in changes.items():
         setattr(template, key, value.value if key == "status" else value)
     session.flush()
+    audit.record(session, tenant_id, "coupon_template.update", f"coupon_template:{template.code}", before=before,
+                 after=out(template))
     return template
 
 

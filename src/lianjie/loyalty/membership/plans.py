@@ -21,6 +21,7 @@ from lianjie.db import driver_execute, forget_cached, transaction_cache
 from lianjie.errors import Conflict, NotFound, ValidationFailed
 from lianjie.loyalty.membership.models import MembershipPlan
 from lianjie.loyalty.membership.schemas import PlanIn, PlanOut, PlanUpdate
+from lianjie.tenants import audit
 from lianjie.tenants.models import Merchant
 
 
@@ -118,18 +119,22 @@ def create_plan(session: Session, tenant_id: int, data: PlanIn) -> tuple[Members
     plan = MembershipPlan(tenant_id=tenant_id, status="active", **values)
     session.add(plan)
     session.flush()
+    audit.record(session, tenant_id, "membership_plan.create", f"membership_plan:{plan.code}", after=plan_out(plan))
     return plan, True
 
 
 def update_plan(session: Session, tenant_id: int, code: str, data: PlanUpdate) -> MembershipPlan:
     plan = get_plan(session, tenant_id, code)
     _forget(session)
+    before = plan_out(plan)
     changes = _stored(data.model_dump(exclude_unset=True))
     for key, value in changes.items():
         if value is None and key != "refund_full_days":
             raise ValidationFailed(f"{key} cannot be null", field=key)
         setattr(plan, key, value)
     session.flush()
+    audit.record(session, tenant_id, "membership_plan.update", f"membership_plan:{plan.code}", before=before,
+                 after=plan_out(plan))
     return plan
 
 

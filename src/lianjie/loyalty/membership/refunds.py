@@ -42,6 +42,7 @@ from lianjie.loyalty.membership.models import (
 )
 from lianjie.loyalty.membership.schemas import RefundIn
 from lianjie.loyalty.membership.terms import days_between, local_date
+from lianjie.tenants import audit
 
 
 def paid_for(period: MembershipPeriod) -> int:
@@ -133,4 +134,7 @@ def refund_manually(session: Session, tenant_id: int, membership_id: int, data: 
                                field="amount_fen", code="refund_exceeds_paid")
     action = refund_period(session, tenant_id, period, amount, day, key=data.idempotency_key, request=request,
                            operator=data.operator)
+    audit.record(session, tenant_id, "membership.refund", f"membership:{membership.id}",
+                 after={"period_id": period.id, "refunded_fen": amount, "paid_fen": paid, "reason": data.reason,
+                        "operator": data.operator})
     return Written(action)
