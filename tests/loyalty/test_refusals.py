@@ -5,13 +5,18 @@ PostgreSQL's one-call path) and in the ledger itself on both of PostgreSQL's pat
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from lianjie import migrate
+from lianjie.db import create_db_engine, make_session_factory, transaction, writer_turn
 from lianjie.errors import NotFound
 from lianjie.loyalty import fastpath, ledger, service
 from lianjie.loyalty.models import PointsEntry, PointsOperation
@@ -83,3 +88,55 @@ def test_a_refused_hold_holds_nothing_and_cannot_be_settled(db: Session, python_
             settle(db, shop.id, refused)
     assert service.balance(db, shop.id, buyer).available == 60
     check_invariants(db, shop.id)
+
+
+@pytest.fixture
+def factory(database_url: str | None, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'lianjie.db'}", pool_size=RETRIES + 2)
+    migrate.upgrade_engine(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+RETRIES = 20
+
+
+def test_retries_racing_an_earn_all_get_the_one_answer_of_their_key(factory: sessionmaker[Session]) -> None:
+    """A till's 20 retries of one spend (80 points, 50 held) sent at once with an earn of 100: whichever
+    the database orders first, every retry answers the same (all the one refusal, or all the one
+    spend), and the balance is what that answer says."""
+    with transaction(factory, write=True) as session:
+        shop = make_merchant(session).id
+        buyer = person(session, shop, "U1")
+        ledger.earn(session, shop, buyer, "opening", points=50)
+    answers: list[tuple[str | None, int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(RETRIES + 1)
+
+    def retry() -> None:
+        start.wait()
+        try:
+            with writer_turn(factory), transaction(factory, write=True) as session:  # as the API does
+                result = ledger.try_spend(session, shop, buyer, "till-1", 80, order_no="T-1")
+            answers.append((result.refusal.code if result.refusal else None, result.operation_id))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            errors.append(exc)
+
+    def earn() -> None:
+        start.wait()
+        with writer_turn(factory), transaction(factory, write=True) as session:
+            ledger.earn(session, shop, buyer, "visit", points=100)
+
+    threads = [threading.Thread(target=retry) for _ in range(RETRIES)] + [threading.Thread(target=earn)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(answers) == RETRIES
+    assert len(set(answers)) == 1, answers
+    [(refusal, _)] = set(answers)
+    assert refusal in (None, "insufficient_points")
+    with transaction(factory) as session:
+        assert service.balance(session, shop, buyer).available == (150 if refusal else 70)
+        check_invariants(session, shop)
