@@ -427,6 +427,12 @@ def is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
+def one_writer_at_a_time(factory: sessionmaker[Session]) -> bool:
+    """Whether a write transaction shuts every other writer out until it commits (SQLite's one write
+    lock; PostgreSQL locks rows), so long jobs must commit often to let the API's writes in."""
+    return bool(factory.kw["bind"].dialect.name == "sqlite")
+
+
 def stores_times_as_text(factory: sessionmaker[Session]) -> bool:
     """Whether this factory's database keeps times as text (SQLite; see :func:`sqlite_time`)."""
     return bool(factory.kw["bind"].dialect.name == "sqlite")

@@ -10,18 +10,25 @@ import pytest
 from segment.analytics import Client
 from segment.analytics.request import APIError
 
+from lianjie import migrate
+from lianjie.db import create_db_engine, make_session_factory, transaction
+from tests.factories import make_admin_key, make_merchant, make_write_key
 from tests.processes import Cli, http_get, server
 
 
 @pytest.fixture
 def running(tmp_path: Path, database_url: str | None) -> Any:
-    cli = Cli(tmp_path, database_url)
-    cli.run("db", "upgrade")
-    cli.json("tenant", "create", "--slug", "huamei", "--name", "华美生活")
-    keys = {source: cli.json("apikey", "create", "-t", "huamei", "--kind", "write", "--source", source)["key"]
-            for source in ("web", "miniprogram", "pos")}
-    admin = cli.json("apikey", "create", "-t", "huamei", "--kind", "admin", "--scope", "profiles:write")["key"]
-    with server(cli) as base:
+    """A served merchant with write keys for three sources and an admin key. The database is set up
+    in this process (a CLI run per key cost about 3 s each); only the server is a process of its own."""
+    (tmp_path / "var").mkdir()
+    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'var' / 'lianjie.db'}")
+    migrate.upgrade_engine(engine)
+    with transaction(make_session_factory(engine), write=True) as session:
+        merchant = make_merchant(session, "huamei", "华美生活")
+        keys = {source: make_write_key(session, merchant, source) for source in ("web", "miniprogram", "pos")}
+        admin = make_admin_key(session, merchant, "profiles:write")
+    engine.dispose()
+    with server(Cli(tmp_path, database_url)) as base:
         yield base, keys, admin
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from tests.processes import Cli, http_get, server
 
-READS = 150
+READS = 100
 THREADS = 4
-SYNCS = 3
+SYNCS = 2
 
 
 def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:

@@ -11,7 +11,7 @@ Exact repeats of a row are skipped. A row of quantity 0 (a voided line) is left 
 kept, and an order stored with a warning (a buyer phone that is not one) is listed too, each with
 its outcome. The rejects file is written in the input's encoding under the var dir.
 
-Orders are stored in chunks, each chunk one transaction of up to 500 orders but no longer than about
+Orders are stored in chunks, each chunk one transaction of up to 500 orders, on SQLite no longer than about
 0.2 s (:func:`_in_turns`: on SQLite, other writers wait for a chunk to commit), stored in pieces
 through :func:`lianjie.commerce.orders.record_orders` (the API's own path, buyers resolved per
 piece), so a crash loses at most one chunk and a re-run continues: order and refund numbers make
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 import re
 import time
 import tomllib
@@ -44,7 +45,7 @@ from lianjie.commerce.refunds import RefundOutcome, record_refunds
 from lianjie.commerce.schemas import MAX_PRICE_FEN, LineIn, OrderIn, RefundIn, RefundLineIn
 from lianjie.config import get_settings
 from lianjie.crypto import get_cipher
-from lianjie.db import transaction, writer_turn
+from lianjie.db import one_writer_at_a_time, transaction, writer_turn
 from lianjie.errors import LianjieError, ValidationFailed
 from lianjie.tenants import service as tenants
 from lianjie.tenants.models import Store, StoreType
@@ -497,15 +498,21 @@ def _in_turns(factory: sessionmaker[Session], groups: list[G], store: Callable[[
     writers (``db.writer_turn``), as the server's requests do, so a waiting request gets the lock when
     a chunk commits, and the import pauses :data:`CHUNK_PAUSE` before its next turn. ``done(piece,
     result)`` is told each piece's result once its transaction has committed.
+
+    On PostgreSQL writers lock only the rows they write, so nobody waits for an import's transaction:
+    each stores :data:`CHUNK` groups in one piece, without a time limit or a pause (cutting them as
+    on SQLite made the Complete Journey sample's import five times slower there).
     """
-    size, start = FIRST_PIECE, 0
+    paced = one_writer_at_a_time(factory)
+    budget = CHUNK_SECONDS if paced else math.inf
+    size, start = (FIRST_PIECE if paced else CHUNK), 0
     while start < len(groups):
         stored: list[tuple[list[G], R]] = []
         with writer_turn(factory):
             began = time.perf_counter()
             with transaction(factory, write=True) as session:
                 end = start
-                while end < len(groups) and end - start < CHUNK and time.perf_counter() - began < CHUNK_SECONDS:
+                while end < len(groups) and end - start < CHUNK and time.perf_counter() - began < budget:
                     piece = groups[end:min(end + size, start + CHUNK)]
                     piece_began = time.perf_counter()
                     stored.append((piece, store(session, piece)))
@@ -515,7 +522,7 @@ def _in_turns(factory: sessionmaker[Session], groups: list[G], store: Callable[[
         for piece, result in stored:
             done(piece, result)
         start = end
-        if start < len(groups):
+        if paced and start < len(groups):
             time.sleep(CHUNK_PAUSE)
 
 
