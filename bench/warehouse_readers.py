@@ -31,8 +31,6 @@ import statistics
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,19 +38,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.processes import Cli, http_get, server  # noqa: E402
+from tests.processes import Cli, http_get, http_post, server  # noqa: E402
 
 Read = tuple[str, Callable[[], tuple[int, bytes]]]
 
-
-def _post(url: str, body: dict[str, object], headers: dict[str, str]) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers=headers | {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def _phase(reads: list[Read], count: int, threads: int) -> tuple[Counter[str], list[float]]:
@@ -95,7 +84,7 @@ def main() -> None:
         preview = f"{base}/api/v1/segments/preview"
         reads: list[Read] = [
             ("overview", lambda: http_get(overview, admin)),
-            ("preview", lambda: _post(preview, {"rule": {"purchased": {}}, "sample": 3}, admin)),
+            ("preview", lambda: http_post(preview, {"rule": {"purchased": {}}, "sample": 3}, admin)),
         ]
         print(_summary("quiet", *_phase(reads, args.reads, args.threads)))
         done, syncs, failed = threading.Event(), [], []

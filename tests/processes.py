@@ -57,6 +57,17 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
         return exc.code, exc.read()
 
 
+def http_post(url: str, body: Any, headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    """POST ``body`` as JSON; the status and body, error statuses included."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers=(headers or {}) | {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 def start_server(cli: Cli, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``lianjie serve`` and wait until /healthz answers and every worker process has started."""
     port = port or free_port()

@@ -16,21 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from lianjie.commerce import importing
 from lianjie.commerce.models import Product
 from lianjie.errors import ValidationFailed
-from tests.commerce.test_catalogue import tree
-from tests.factories import bearer, make_admin_key, make_merchant, make_store
 
 ORDER: dict[str, Any] = {"order_no": "SO-1", "ordered_at": "2026-03-08T14:30:00+08:00", "store_code": "SH001",
                          "channel": "offline", "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price_fen": 30000}]}
-
-
-@pytest.fixture
-def shop(db: Session) -> dict[str, Any]:
-    merchant = make_merchant(db)
-    tree(db, merchant.id)
-    make_store(db, merchant)
-    out = {"tenant": merchant.id, "h": bearer(make_admin_key(db, merchant))}
-    db.commit()
-    return out
 
 
 # (method, path, body at the bound, the same one past it, the field named)

@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.processes import Cli, http_get, server
+from tests.processes import Cli, http_get, http_post, server
 
 READS = 100
 THREADS = 4
 SYNCS = 2
 
-
-def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers=headers | {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def _figures(body: bytes) -> dict[str, Any]:
@@ -54,7 +44,7 @@ def test_kpis_and_previews_answer_during_syncs_from_another_process(tmp_path: Pa
             ("overview", lambda: http_get(overview, admin)),
             ("by store", lambda: http_get(f"{base}/api/v1/analytics/breakdown?from=2025-11-01&to=2026-10-31"
                                           "&by=store", admin)),
-            ("preview", lambda: _post(f"{base}/api/v1/segments/preview",
+            ("preview", lambda: http_post(f"{base}/api/v1/segments/preview",
                                       {"rule": {"purchased": {}}, "sample": 3}, admin)),
         ]
         expected = {}
@@ -94,7 +84,7 @@ def test_kpis_and_previews_answer_during_syncs_from_another_process(tmp_path: Pa
         assert set(syncs) == {0}, syncs
 
         # Newer data shows once a sync has completed.
-        status, body = _post(f"{base}/api/v1/orders", {
+        status, body = http_post(f"{base}/api/v1/orders", {
             "order_no": "LATE-1", "ordered_at": "2026-06-01T12:00:00+08:00", "channel": "offline",
             "lines": [{"sku": "YJ100053", "quantity": 1, "unit_price_fen": 12345}]}, admin)
         assert status == 201, body[:300]
